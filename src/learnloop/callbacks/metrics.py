@@ -1,0 +1,106 @@
+"""Results tracking: per-batch losses and lrs, per-epoch means weighted by batch size, `learn.history`."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .core import Callback
+
+
+def batch_size(yb: object) -> int:
+    """Number of samples in a batch of targets."""
+    return yb.shape[0] if hasattr(yb, "shape") else len(yb)
+
+
+class Recorder(Callback):
+    """Records per-batch loss and lr, and appends one row per epoch to `learn.history`.
+
+    Losses and metric values stay tensors on the device until the end of a phase, so the hot loop
+    never waits for the device; each phase is reduced with one `.tolist()`.
+    """
+
+    order = 50
+
+    def __init__(self):
+        self.losses: list[float] = []  # per training batch, this fit
+        self.lrs: list[float] = []  # per training batch, this fit
+        self.hps: dict[str, list[float]] = {}  # every scheduled hyper-parameter, per training batch
+
+    def before_fit(self):
+        self.losses, self.lrs, self.hps = [], [], {}
+
+    def before_epoch(self):
+        self.start_time, self.row = time.perf_counter(), {"epoch": self.epoch}
+
+    def _before_phase(self):
+        self._losses, self._sizes = [], []
+        self._metric_values = [] if self.training else [[] for _ in self.metrics]
+
+    before_train = before_validate = _before_phase
+
+    def after_loss(self):
+        self._losses.append(self.loss.detach())
+        self._sizes.append(batch_size(self.yb))
+        if self.training:
+            self.lrs.append(self.opt.param_groups[0]["lr"])
+            return
+        for metric, values in zip(self.metrics, self._metric_values):
+            values.append(_metric_value(metric, self.preds, self.yb))
+
+    def _means(self) -> list[float]:
+        if not self._sizes:
+            return []
+        sizes = torch.tensor(self._sizes, dtype=torch.float32)
+        per_batch = [torch.stack(self._losses).float()] + [torch.stack(v).float() for v in self._metric_values]
+        table = torch.stack(per_batch).cpu()  # one device->host copy per phase
+        if self.training:
+            self.losses.extend(table[0].tolist())
+        return ((table @ sizes) / sizes.sum()).tolist()
+
+    def after_train(self):
+        means = self._means()
+        self.row["train_loss"] = means[0] if means else float("nan")
+
+    def after_validate(self):
+        means = self._means()
+        if not means:
+            return
+        self.row["valid_loss"] = means[0]
+        for metric, value in zip(self.metrics, means[1:]):
+            self.row[f"valid_{_name(metric)}"] = value
+
+    def after_epoch(self):
+        self.row["lr"] = self.lrs[-1] if self.lrs else self.opt.param_groups[0]["lr"]
+        self.row["time"] = time.perf_counter() - self.start_time
+        self.learn.history.append(self.row)
+
+    def state_dict(self) -> dict:
+        """Per-batch records and the current epoch's partial sums, for exact resume."""
+        return {"losses": list(self.losses), "lrs": list(self.lrs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
+        self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
+
+
+def _name(metric) -> str:
+    return getattr(metric, "__name__", type(metric).__name__)
+
+
+def _metric_value(metric, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    try:
+        value = metric(preds, targets)
+    except Exception as e:
+        raise RuntimeError(
+            f"metric {_name(metric)!r} raised on preds of shape {tuple(preds.shape)} and targets of "
+            f"shape {tuple(targets.shape)}: {e}"
+        ) from e
+    value = torch.as_tensor(value).detach()
+    if value.ndim != 0:
+        raise ValueError(
+            f"metric {_name(metric)!r} returned a tensor of shape {tuple(value.shape)}; a metric must "
+            f"return one number per batch (e.g. reduce it with .mean())."
+        )
+    return value

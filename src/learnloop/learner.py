@@ -1,0 +1,298 @@
+"""The training loop: a `Learner`, its events, and the exceptions that cancel a phase.
+
+Everything else (recording, progress, schedules, checkpoints, loggers) is a callback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CancelBatchException(Exception):
+    """Skip the rest of this batch; `after_cancel_batch` and `after_batch` still run."""
+
+
+class CancelTrainException(Exception):
+    """Skip the rest of this training phase; `after_cancel_train` and `after_train` still run."""
+
+
+class CancelValidateException(Exception):
+    """Skip the rest of this validation phase; `after_cancel_validate` and `after_validate` still run."""
+
+
+class CancelEpochException(Exception):
+    """Skip the rest of this epoch; `after_cancel_epoch` and `after_epoch` still run."""
+
+
+class CancelFitException(Exception):
+    """Stop training; `after_cancel_fit` and `after_fit` still run."""
+
+
+# Each loop level: (before event, cancel event, after event, the exception that cancels it).
+_LEVELS = {
+    level: (f"before_{level}", f"after_cancel_{level}", f"after_{level}", exc)
+    for level, exc in [
+        ("fit", CancelFitException),
+        ("epoch", CancelEpochException),
+        ("train", CancelTrainException),
+        ("validate", CancelValidateException),
+        ("batch", CancelBatchException),
+    ]
+}
+_CANCELS = tuple(exc for *_, exc in _LEVELS.values())
+
+EVENTS: tuple[str, ...] = (
+    "before_fit", "before_epoch", "before_train", "before_validate", "before_batch",
+    "after_pred", "after_loss", "after_backward", "after_step", "after_batch",
+    "after_train", "after_validate", "after_epoch", "after_fit",
+    "after_cancel_batch", "after_cancel_train", "after_cancel_validate",
+    "after_cancel_epoch", "after_cancel_fit",
+)  # fmt: skip
+
+# The callback modules import the exceptions above from here, so these imports come after them.
+from .callbacks.core import Callback, as_callback  # noqa: E402
+from .callbacks.metrics import Recorder  # noqa: E402
+from .callbacks.progress import ProgressCallback  # noqa: E402
+from .callbacks.training import TerminateOnNaN  # noqa: E402
+from .nn.functional import cross_entropy  # noqa: E402
+from .optim import SGD  # noqa: E402
+from .saving import atomic_save, load_checkpoint  # noqa: E402
+
+
+class Learner:
+    """Owns the training loop: data -> model -> loss -> optimizer, with callbacks at every step."""
+
+    def __init__(
+        self,
+        model: Any,
+        dls: Any,
+        loss_func: Callable = cross_entropy,
+        lr: float = 1e-2,
+        cbs: Iterable | None = None,
+        opt_func: Callable = SGD,
+        metrics: Iterable[Callable] | None = None,
+        progress: bool = True,
+        device: str | torch.device | None = None,
+    ):
+        self.dls = dls if hasattr(dls, "train") else _TrainOnly(dls)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device) or model  # learnloop's Module.to may return None
+        self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
+        self.opt = opt_func(self.model.parameters(), lr=lr)
+        self.history: list[dict] = []
+        self.cbs: list[Callback] = []
+        self.n_epoch, self.epoch, self.start_epoch, self.training = 1, 0, 0, False
+        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else [])
+        self.add_cbs(defaults + list(cbs or []))
+
+    @property
+    def lr(self) -> float:
+        """The optimizer's learning rate (of its first param group)."""
+        return self.opt.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = value
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def add_cbs(self, cbs: Iterable) -> list[Callback]:
+        """Add callbacks (learnloop's or Keras-style objects); return them as learnloop callbacks."""
+        added = [as_callback(cb) for cb in cbs]
+        for cb in added:
+            _warn_unknown_events(cb)
+            cb.learn = self
+            setattr(self, cb.name, cb)
+            self.cbs.append(cb)
+        self._resolve_dispatch()
+        return added
+
+    def remove_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Remove callbacks added earlier."""
+        for cb in cbs:
+            self.cbs.remove(cb)
+            if getattr(self, cb.name, None) is cb:
+                delattr(self, cb.name)
+        self._resolve_dispatch()
+
+    @contextmanager
+    def added_cbs(self, cbs: Iterable | None):
+        """Add callbacks for the duration of a `with` block."""
+        added = self.add_cbs(cbs or [])
+        try:
+            yield added
+        finally:
+            self.remove_cbs(added)
+
+    def _resolve_dispatch(self) -> None:
+        # Once per change of callbacks, not per batch: a tuple of bound methods per event.
+        ordered = sorted(self.cbs, key=lambda cb: cb.order)  # stable: insertion order breaks ties
+        self._dispatch = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(type(cb), e)) for e in EVENTS}
+
+    def __call__(self, event: str) -> None:
+        """Run `event` on every callback that has it, in order."""
+        method = None
+        try:
+            for method in self._dispatch[event]:
+                method()
+        except _CANCELS:
+            raise
+        except Exception as e:
+            if method is not None and hasattr(e, "add_note"):
+                e.add_note(f"raised in callback {type(method.__self__).__name__}.{event}")
+            raise
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _with_events(self, level: str, body: Callable[[], None]) -> None:
+        before, after_cancel, after, cancel = _LEVELS[level]
+        try:
+            self(before)
+            body()
+        except cancel:
+            self(after_cancel)
+        except BaseException:
+            if level == "fit":  # cleanup (loggers, workers, last checkpoint) even on errors and Ctrl-C
+                self(after)
+            raise
+        self(after)
+
+    def one_batch(self) -> None:
+        """Forward, loss, and when training backward, step and zero_grad."""
+        self.preds = self.model(self.xb)
+        self("after_pred")
+        self.loss = self.loss_grad = self.loss_func(self.preds, self.yb)
+        self("after_loss")
+        if not self.training:
+            return
+        self.loss_grad.backward()
+        self("after_backward")
+        self.opt.step()
+        self("after_step")
+        self.opt.zero_grad()
+
+    def _all_batches(self) -> None:
+        self.n_iter = len(self.dl)
+        for self.iter, batch in enumerate(self.dl, self.start_iter):
+            self.xb, self.yb = self._to_device(batch)
+            self._with_events("batch", self.one_batch)
+        self.start_iter = 0
+
+    def one_epoch(self, training: bool) -> None:
+        """One pass over the train (or valid) loader."""
+        self.training, self.dl = training, self.dls.train if training else self.dls.valid
+        self.model.train(training)
+        with torch.set_grad_enabled(training):
+            self._with_events("train" if training else "validate", self._all_batches)
+
+    def _do_epoch(self) -> None:
+        self.one_epoch(True)
+        if self.dls.valid is not None:
+            self.one_epoch(False)
+
+    def _do_fit(self) -> None:
+        for self.epoch in range(self.start_epoch, self.n_epoch):
+            self._with_events("epoch", self._do_epoch)
+
+    def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None) -> None:
+        """Train for `n_epoch` epochs; `cbs` are added for this fit only."""
+        if not isinstance(n_epoch, int) or n_epoch < 1:
+            raise ValueError(f"n_epoch must be a positive int, got {n_epoch!r}: pass e.g. fit(5).")
+        if lr is not None:
+            self.lr = lr
+        self.n_epoch, self.start_epoch, self.start_iter = n_epoch, 0, 0
+        with self.added_cbs(cbs):
+            self._with_events("fit", self._do_fit)
+
+    def _to_device(self, batch: Any) -> Any:
+        if self.device.type == "cpu":
+            return batch
+        return [t.to(self.device, non_blocking=True) if hasattr(t, "to") else t for t in batch]
+
+    # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def get_preds(self, dl: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs and the targets over a loader (the valid loader by default)."""
+        dl = self._eval_loader(dl)
+        was_training, preds, targets = self.model.training, [], []
+        self.model.eval()
+        try:
+            for batch in dl:
+                xb, yb = self._to_device(batch)
+                preds.append(self.model(xb))
+                targets.append(yb)
+        finally:
+            self.model.train(was_training)
+        return torch.cat(preds), torch.cat(targets)
+
+    def validate(self, dl: Iterable | None = None) -> dict[str, float]:
+        """Loss and metrics over a loader (the valid loader by default), weighted by batch size."""
+        preds, targets = self.get_preds(dl)
+        results = {"loss": float(self.loss_func(preds, targets))}
+        for metric in self.metrics:
+            results[metric_name(metric)] = float(metric(preds, targets))
+        return results
+
+    @torch.no_grad()
+    def predict(self, x: Any) -> torch.Tensor:
+        """The model's output for one sample (no batch dimension in or out)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.model(torch.as_tensor(x).unsqueeze(0).to(self.device))[0]
+        finally:
+            self.model.train(was_training)
+
+    def _eval_loader(self, dl: Iterable | None) -> Iterable:
+        dl = self.dls.valid if dl is None else dl
+        if dl is None:
+            raise ValueError("There is no valid loader: pass one, e.g. learn.validate(test_dl).")
+        return dl
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, path: str | Path, with_opt: bool = True) -> Path:
+        """Save the model's (and optimizer's) state to `path`, atomically."""
+        state = {"model": self.model.state_dict()}
+        if with_opt:
+            state["opt"] = self.opt.state_dict()
+        return atomic_save(state, path)
+
+    def load(self, path: str | Path, with_opt: bool = True) -> "Learner":
+        """Load what `save` wrote: the model (and optimizer) state."""
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        if with_opt and "opt" in state:
+            self.opt.load_state_dict(state["opt"])
+        return self
+
+
+class _TrainOnly:
+    """A single training loader seen as `dls` with no validation phase."""
+
+    def __init__(self, train: Iterable):
+        self.train, self.valid = train, None
+
+
+def metric_name(metric: Callable) -> str:
+    """A metric's name: its `__name__`, or its class's name for callable objects."""
+    return getattr(metric, "__name__", type(metric).__name__)
+
+
+def _warn_unknown_events(cb: Callback) -> None:
+    for name in dir(type(cb)):
+        if name in EVENTS or name.startswith("_") or hasattr(Callback, name):
+            continue
+        close = difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.85)
+        if close:
+            warnings.warn(
+                f"{type(cb).__name__}.{name} is not an event, so it never runs; did you mean "
+                f"{close[0]!r}? Events: {', '.join(EVENTS)}",
+                stacklevel=3,
+            )
+
