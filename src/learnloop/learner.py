@@ -210,6 +210,20 @@ class Learner:
         with self.added_cbs(cbs):
             self._with_events("fit", self._do_fit)
 
+    def fit_one_cycle(self, n_epoch: int, lr_max: float | None = None, pct_start: float = 0.25,
+                      div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None) -> None:
+        """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to `self.lr`."""
+        from .callbacks.schedule import OneCycle
+
+        lr_max = self.lr if lr_max is None else lr_max
+        self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])])
+
+    def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90) -> Any:
+        """LR range test (`callbacks.schedule.lr_find`); leaves the learner as it was; an `LRFindResult`."""
+        from .callbacks.schedule import lr_find
+
+        return lr_find(self, start_lr, mult, max_lr, max_iter)
+
     def _to_device(self, batch: Any) -> Any:
         if self.device.type == "cpu":
             return batch

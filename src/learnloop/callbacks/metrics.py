@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .core import Callback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # imported when plotting, not with the library
 
 
 def batch_size(yb: object) -> int:
@@ -78,11 +83,25 @@ class Recorder(Callback):
 
     def state_dict(self) -> dict:
         """Per-batch records and the current epoch's partial sums, for exact resume."""
-        return {"losses": list(self.losses), "lrs": list(self.lrs)}
+        hps = {name: list(values) for name, values in self.hps.items()}
+        return {"losses": list(self.losses), "lrs": list(self.lrs), "hps": hps}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
         self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
+        self.hps = {k: list(v) for k, v in state.get("hps", {}).items()}
+
+    def plot_lr(self, path: str | Path | None = None) -> Figure:
+        """The lr of every training batch of the last fit; saves a PNG at `path`; returns the Figure."""
+        from ..plots import plot_sched
+
+        return plot_sched({"lr": self.lrs}, path)
+
+    def plot_sched(self, path: str | Path | None = None) -> Figure:
+        """Every scheduled hyper-parameter (`hps`, else the lr) per training batch, one panel each."""
+        from ..plots import plot_sched
+
+        return plot_sched(self.hps or {"lr": self.lrs}, path)
 
 
 def _name(metric) -> str:
