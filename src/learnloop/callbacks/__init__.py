@@ -1,9 +1,14 @@
 """Callbacks: one theme per module. Everything a fit does beyond the bare loop lives here."""
 
+from .activations import ActivationStats
 from .core import Callback, as_callback
 from .keras import KerasCallback
+from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .metrics import Recorder
 from .progress import ProgressCallback
 from .training import TerminateOnNaN
 
-__all__ = ["Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN"]
+__all__ = [
+    "Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN",
+    "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
+]  # fmt: skip

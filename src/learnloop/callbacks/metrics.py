@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
 from .core import Callback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def batch_size(yb: object) -> int:
@@ -27,9 +32,10 @@ class Recorder(Callback):
         self.losses: list[float] = []  # per training batch, this fit
         self.lrs: list[float] = []  # per training batch, this fit
         self.hps: dict[str, list[float]] = {}  # every scheduled hyper-parameter, per training batch
+        self.iters: list[int] = []  # len(losses) at the end of each epoch, this fit: where valid points go
 
     def before_fit(self):
-        self.losses, self.lrs, self.hps = [], [], {}
+        self.losses, self.lrs, self.hps, self.iters = [], [], {}, []
 
     def before_epoch(self):
         self.start_time, self.row = time.perf_counter(), {"epoch": self.epoch}
@@ -75,14 +81,28 @@ class Recorder(Callback):
         self.row["lr"] = self.lrs[-1] if self.lrs else self.opt.param_groups[0]["lr"]
         self.row["time"] = time.perf_counter() - self.start_time
         self.learn.history.append(self.row)
+        self.iters.append(len(self.losses))
 
     def state_dict(self) -> dict:
         """Per-batch records and the current epoch's partial sums, for exact resume."""
-        return {"losses": list(self.losses), "lrs": list(self.lrs)}
+        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
         self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
+        self.iters = list(state.get("iters", []))
+
+    def plot_loss(self, path: str | os.PathLike | None = None, **kwargs) -> Figure:
+        """Train loss per batch (raw and smoothed) and valid loss per epoch; saved as PNG when `path` is given."""
+        from ..plots import plot_loss  # matplotlib only when plotting
+
+        return plot_loss(self.learn, path, **kwargs)
+
+    def plot_metrics(self, path: str | os.PathLike | None = None) -> Figure:
+        """Losses and each metric per epoch from `learn.history`; saved as PNG when `path` is given."""
+        from ..plots import plot_metrics
+
+        return plot_metrics(self.learn, path)
 
 
 def _name(metric) -> str:
