@@ -36,15 +36,15 @@ class Recorder(Callback):
 
     def before_fit(self):
         self.losses, self.lrs, self.hps, self.iters = [], [], {}, []
+        self.row = None
+        self._reset_phase()
 
     def before_epoch(self):
         self.start_time, self.row = time.perf_counter(), {"epoch": self.epoch}
 
-    def _before_phase(self):
+    def _reset_phase(self):
         self._losses, self._sizes = [], []
-        self._metric_values = [] if self.training else [[] for _ in self.metrics]
-
-    before_train = before_validate = _before_phase
+        self._metric_values = [[] for _ in self.metrics]
 
     def after_loss(self):
         self._losses.append(self.loss.detach())
@@ -56,14 +56,17 @@ class Recorder(Callback):
             values.append(_metric_value(metric, self.preds, self.yb))
 
     def _means(self) -> list[float]:
-        if not self._sizes:
+        """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
+        losses, sizes, metric_values = self._losses, self._sizes, self._metric_values
+        self._reset_phase()
+        if not sizes:
             return []
-        sizes = torch.tensor(self._sizes, dtype=torch.float32)
-        per_batch = [torch.stack(self._losses).float()] + [torch.stack(v).float() for v in self._metric_values]
+        per_batch = [torch.stack(losses).float()] + [torch.stack(v).float() for v in metric_values if v]
         table = torch.stack(per_batch).cpu()  # one device->host copy per phase
         if self.training:
             self.losses.extend(table[0].tolist())
-        return ((table @ sizes) / sizes.sum()).tolist()
+        weights = torch.tensor(sizes, dtype=torch.float32)
+        return ((table @ weights) / weights.sum()).tolist()
 
     def after_train(self):
         means = self._means()
@@ -78,10 +81,13 @@ class Recorder(Callback):
             self.row[f"valid_{_name(metric)}"] = value
 
     def after_epoch(self):
+        if self.row is None:  # cancelled before this epoch began
+            return
         self.row["lr"] = self.lrs[-1] if self.lrs else self.opt.param_groups[0]["lr"]
         self.row["time"] = time.perf_counter() - self.start_time
         self.learn.history.append(self.row)
         self.iters.append(len(self.losses))
+        self.row = None
 
     def state_dict(self) -> dict:
         """Per-batch records and the current epoch's partial sums, for exact resume."""
