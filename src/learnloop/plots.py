@@ -187,3 +187,17 @@ def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None) -> list[dict]
         }
         for i in worst.tolist()
     ]
+
+
+def plot_layer_stats(stats: Any, path: PathLike = None) -> Figure:
+    """Mean, std and near-zero share of each layer's output over batches (a `learnloop.nn.LayerStats`)."""
+    fig, axes = _figure(3, panel_size=(4.5, 3.5))
+    eps = getattr(stats, "eps", None)
+    near_zero = "share near zero" if eps is None else f"share with |x| < {eps:g}"
+    panels = [("mean", stats.means), ("std", stats.stds), (near_zero, stats.near_zero)]
+    for ax, (title, per_layer) in zip(axes, panels):
+        for i, values in enumerate(per_layer):
+            ax.plot(values, label=f"layer {i}")
+        ax.set(title=title, xlabel="batch")
+    axes[0].legend(fontsize="small")
+    return _finish(fig, path)
