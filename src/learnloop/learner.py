@@ -88,7 +88,9 @@ class Learner:
         self.opt = opt_func(self.model.parameters(), lr=lr)
         self.history: list[dict] = []
         self.cbs: list[Callback] = []
-        self.n_epoch, self.epoch, self.start_epoch, self.training = 1, 0, 0, False
+        self.n_epoch, self.epoch, self.iter, self.n_iter, self.training = 1, 0, 0, 0, False
+        self.start_epoch = self.start_iter = 0  # where the next fit starts (set by a resume)
+        self.dl = self.xb = self.yb = self.preds = self.loss = self.loss_grad = None
         defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else [])
         self.add_cbs(defaults + list(cbs or []))
 

@@ -1,50 +1,236 @@
-"""Matplotlib figures, drawn without pyplot (no display needed); each saves a PNG when given a path."""
+"""Pictures of training: matplotlib figures, returned and saved as PNG when given a path.
+
+Figures are built with `matplotlib.figure.Figure`, not pyplot, so no display or GUI backend is needed,
+a script's own pyplot backend is left alone, and figures are freed when dropped. In a notebook, the
+returned figure shows itself.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from matplotlib.figure import Figure
+import torch
 
-__all__ = ["plot_lr_find", "plot_sched"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+PathLike = str | os.PathLike | None
+
+
+def _figure(n_panels: int = 1, panel_size: tuple[float, float] = (6.0, 4.0)) -> tuple[Figure, list[Axes]]:
+    from matplotlib.figure import Figure  # imported on first plot: it costs ~0.5 s
+
+    width, height = panel_size
+    fig = Figure(figsize=(width * n_panels, height), dpi=100)
+    return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
+
+
+def _finish(fig: Figure, path: PathLike) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    return fig
+
+
+def smooth(values: Sequence[float], beta: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (so early values are not pulled toward 0)."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta**i))
+    return out
+
+
+def _require_history(learn: Any, what: str) -> list[dict]:
+    if not learn.history:
+        raise ValueError(f"Nothing to plot for {what}: learn.history is empty. Train first, e.g. learn.fit(3).")
+    return learn.history
+
+
+def plot_loss(learn: Any, path: PathLike = None, skip_start: int = 0, beta: float = 0.9) -> Figure:
+    """Train loss per batch (faint raw, solid smoothed) and valid loss per epoch, for the last fit."""
+    losses, iters = learn.recorder.losses, learn.recorder.iters
+    if not losses:
+        raise ValueError("Nothing to plot: learn.recorder.losses is empty. Train first, e.g. learn.fit(3).")
+    fig, (ax,) = _figure()
+    xs = range(skip_start, len(losses))
+    ax.plot(xs, losses[skip_start:], color="C0", alpha=0.3, linewidth=0.8, label="train (per batch)")
+    ax.plot(xs, smooth(losses, beta)[skip_start:], color="C0", label="train (smoothed)")
+    rows = learn.history[len(learn.history) - len(iters) :] if iters else []  # this fit's epochs
+    valid = [(i, row["valid_loss"]) for i, row in zip(iters, rows) if "valid_loss" in row and i > skip_start]
+    if valid:
+        ax.plot(*zip(*valid), "o-", color="C1", label="valid (per epoch)")
+    ax.set(xlabel="training batch", ylabel="loss", title="Loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_metrics(learn: Any, path: PathLike = None) -> Figure:
+    """One panel for train/valid loss and one per metric, against epoch, from `learn.history`."""
+    history = _require_history(learn, "plot_metrics")
+    metrics = [k for k in history[-1] if k.startswith("valid_") and k != "valid_loss"]
+    fig, axes = _figure(1 + len(metrics), panel_size=(5.0, 4.0))
+    xs = list(range(len(history)))  # running index: `epoch` restarts at 0 with each fit
+
+    def draw(ax: Axes, key: str, label: str) -> None:
+        points = [(x, row[key]) for x, row in zip(xs, history) if key in row]
+        if points:
+            ax.plot(*zip(*points), "o-", label=label)
+
+    draw(axes[0], "train_loss", "train")
+    draw(axes[0], "valid_loss", "valid")
+    axes[0].set(title="loss", ylabel="loss")
+    axes[0].legend()
+    for ax, key in zip(axes[1:], metrics):
+        draw(ax, key, "valid")
+        ax.set(title=key[len("valid_") :], ylabel=key)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def plot_activation_stats(stats: Any, path: PathLike = None) -> Figure:
+    """Per layer over training batches: output mean, std, and share near zero (an `ActivationStats` or learner)."""
+    stats = getattr(stats, "activation_stats", stats)  # a learner holds it at .activation_stats
+    if not any(len(s) for s in stats.stats.values()):
+        raise ValueError("Nothing to plot: ActivationStats recorded no batches. Fit with it first.")
+    fig, axes = _figure(3, panel_size=(4.5, 3.5))
+    titles = ("mean", "std", f"share |x| < {stats.near_zero:g}")
+    for col, (ax, title) in enumerate(zip(axes, titles)):
+        for name, values in stats.stats.items():
+            ax.plot(values[:, col].tolist(), label=name)
+        ax.set(title=title, xlabel=f"recorded batch (every {stats.every})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return _finish(fig, path)
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
+    """Counts (targets x predicted classes) from scores `preds` (N, C) or class indices `preds` (N,)."""
+    predicted = preds.argmax(dim=-1) if preds.ndim > 1 else preds
+    n = n_classes or (preds.shape[-1] if preds.ndim > 1 else int(max(predicted.max(), targets.max())) + 1)
+    flat = targets.long().flatten() * n + predicted.long().flatten()
+    return torch.bincount(flat.cpu(), minlength=n * n).reshape(n, n)
+
+
+def plot_confusion(
+    learn: Any,
+    path: PathLike = None,
+    dl: Iterable | None = None,
+    labels: Sequence[str] | None = None,
+    normalize: bool = False,
+) -> Figure:
+    """Confusion matrix of the model on `dl` (the valid loader by default): rows actual, columns predicted."""
+    preds, targets = learn.get_preds(dl)
+    cm = confusion_matrix(preds, targets).float()
+    if normalize:
+        cm = cm / cm.sum(dim=1, keepdim=True).clamp(min=1)
+    n = cm.shape[0]
+    labels = [str(i) for i in range(n)] if labels is None else list(labels)
+    if len(labels) != n:
+        raise ValueError(f"Got {len(labels)} labels for {n} classes: pass one label per class.")
+    size = max(4.0, 0.5 * n + 2)
+    fig, (ax,) = _figure(panel_size=(size, size))
+    ax.imshow(cm.numpy(), cmap="Blues")
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    ax.set_xticklabels(labels, rotation=90 if n > 10 else 0)
+    ax.set_yticklabels(labels)
+    high = cm.max().item() / 2  # white text on dark cells
+    for i in range(n):
+        for j in range(n):
+            v = cm[i, j].item()
+            ax.text(j, i, f"{v:.2f}" if normalize else f"{v:.0f}", ha="center", va="center",
+                    color="white" if v > high else "black", fontsize=8)  # fmt: skip
+    return _finish(fig, path)
+
+
+def _per_sample_losses(loss_func: Any, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    try:  # torch's losses (and learnloop's, if they take `reduction`) do it in one call
+        losses = loss_func(preds, targets, reduction="none")
+        if losses.shape == targets.shape[:1]:
+            return losses
+    except TypeError:
+        pass
+    return torch.stack([loss_func(preds[i : i + 1], targets[i : i + 1]) for i in range(len(targets))])
+
+
+@torch.no_grad()
+def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None) -> list[dict]:
+    """The `k` samples of `dl` (valid by default) with the highest loss, worst first, as table rows.
+
+    Each row: `index` (position in the loader's order: the dataset index for an unshuffled loader),
+    `target`, `predicted`, `loss`, `prob` (the model's probability for its predicted class).
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}.")
+    preds, targets = learn.get_preds(dl)
+    losses = _per_sample_losses(learn.loss_func, preds, targets).float()
+    worst = losses.topk(min(k, len(losses))).indices
+    probs = preds.float().softmax(dim=-1)
+    return [
+        {
+            "index": i,
+            "target": int(targets[i]),
+            "predicted": int(preds[i].argmax()),
+            "loss": float(losses[i]),
+            "prob": float(probs[i].max()),
+        }
+        for i in worst.tolist()
+    ]
+
+
+def plot_layer_stats(stats: Any, path: PathLike = None) -> Figure:
+    """Mean, std and near-zero share of each layer's output over batches (a `learnloop.nn.LayerStats`)."""
+    fig, axes = _figure(3, panel_size=(4.5, 3.5))
+    eps = getattr(stats, "eps", None)
+    near_zero = "share near zero" if eps is None else f"share with |x| < {eps:g}"
+    panels = [("mean", stats.means), ("std", stats.stds), (near_zero, stats.near_zero)]
+    for ax, (title, per_layer) in zip(axes, panels):
+        for i, values in enumerate(per_layer):
+            ax.plot(values, label=f"layer {i}")
+        ax.set(title=title, xlabel="batch")
+    axes[0].legend(fontsize="small")
+    return _finish(fig, path)
 
 
 def plot_lr_find(
-    lrs: Sequence[float], losses: Sequence[float], suggestions: Mapping[str, float], path: str | Path | None = None
+    lrs: Sequence[float], losses: Sequence[float], suggestions: dict[str, float], path: PathLike = None
 ) -> Figure:
     """An LR finder's loss vs lr on a log x axis, each suggested lr marked on the curve."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    import numpy as np
+
+    fig, (ax,) = _figure()
     ax.plot(lrs, losses)
     for (rule, lr), marker in zip(suggestions.items(), "o^sDv*"):
         if lr == lr and lrs:  # NaN when there were too few points
             loss = np.interp(np.log(lr), np.log(lrs), losses)  # where the curve is at that lr
             ax.plot(lr, loss, marker, markersize=8, label=f"{rule}: {lr:.2g}")
-    ax.set_xscale("log")
+    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="loss (smoothed)")
     if len(losses) > 1:  # frame the descent: the climb past the minimum would squash it flat
         lowest = int(np.argmin(losses))
         low, high = losses[lowest], max(losses[: lowest + 1])
         pad = 0.1 * (high - low) or 0.1 * abs(low) or 0.1
         ax.set_ylim(low - pad, high + 2 * pad)
-    ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("loss (smoothed)")
     if suggestions:
         ax.legend()
-    if path is not None:
-        fig.savefig(path)
-    return fig
+    return _finish(fig, path)
 
 
-def plot_sched(values: Mapping[str, Sequence[float]], path: str | Path | None = None) -> Figure:
+def plot_sched(values: dict[str, Sequence[float]], path: PathLike = None) -> Figure:
     """Each hyper-parameter's value per training batch, one panel each (e.g. `recorder.hps`)."""
-    fig = Figure(figsize=(4.5 * max(len(values), 1), 3.5), layout="constrained")
-    axes = fig.subplots(1, max(len(values), 1), squeeze=False)[0]
+    fig, axes = _figure(max(len(values), 1), panel_size=(4.5, 3.5))
     for ax, (name, per_batch) in zip(axes, values.items()):
         ax.plot(per_batch)
-        ax.set_title(name)
-        ax.set_xlabel("training batch")
-    if path is not None:
-        fig.savefig(path)
-    return fig
+        ax.set(title=name, xlabel="training batch")
+        ax.grid(alpha=0.3)
+    return _finish(fig, path)

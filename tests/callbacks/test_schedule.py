@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -19,6 +21,7 @@ from learnloop.callbacks.schedule import (
     TorchScheduler,
     combine_scheds,
     lr_find_command,
+    preserved,
     schedule_cbs,
     sched_cos,
     sched_exp,
@@ -28,6 +31,7 @@ from learnloop.callbacks.schedule import (
 )
 from learnloop.learner import Learner
 from learnloop.metrics import accuracy
+from learnloop.nn import simple_cnn
 from learnloop.optim import SGD
 
 
@@ -217,6 +221,16 @@ def _assert_same_state(a: dict, b: dict) -> None:
     assert all(a[k] == b[k] for k in ("lr", "cbs", "history", "recorder", "attrs"))
 
 
+def test_preserved_restores_numpy_and_python_generators_a_loader_holds(learner):
+    learn = learner(bs=512)
+    dl = learn.dls.train
+    dl.np_rng, dl.py_rng = np.random.default_rng(0), random.Random(0)
+    expected = (np.random.default_rng(0).random(), random.Random(0).random())
+    with preserved(learn):
+        dl.np_rng.random(size=10), dl.py_rng.random()
+    assert (dl.np_rng.random(), dl.py_rng.random()) == expected
+
+
 def test_lr_find_leaves_the_learner_exactly_as_found(learner, capsys):
     learn = learner(bs=64, progress=True, opt_func=partial(SGD, momentum=0.9), lr=0.05)
     learn.fit(1)  # momentum buffers, a history row and recorder contents to keep
@@ -242,6 +256,18 @@ def test_lr_find_suggestion_trains_digits_to_90_percent(learner):
     lr_min = result.lrs[result.losses.index(min(result.curve()[1]))]
     assert result.suggestion == pytest.approx(lr_min / 10) and 0.01 <= result.suggestion <= 1
     learn = learner(opt_func=sgd_momentum)
+    learn.fit_one_cycle(5, result.suggestion)
+    assert learn.history[-1]["valid_accuracy"] >= 0.90
+
+
+def test_lr_find_then_one_cycle_with_learnloops_own_cnn(make_dls):
+    torch.manual_seed(0)
+    model = simple_cnn(in_channels=1, n_classes=10, widths=(16, 32, 64))
+    learn = Learner(model, make_dls(32), metrics=[accuracy], progress=False)
+    before = copy.deepcopy(model.state_dict())
+    result = learn.lr_find()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert 0.01 <= result.suggestion <= 1
     learn.fit_one_cycle(5, result.suggestion)
     assert learn.history[-1]["valid_accuracy"] >= 0.90
 
@@ -313,7 +339,7 @@ def test_schedule_cbs_for_the_cli(learner, name, first):
 
 
 def test_schedule_cbs_unknown_name_lists_the_choices():
-    with pytest.raises(ValueError, match="choose one of onecycle, step, cos"):
+    with pytest.raises(ValueError, match="choose one of onecycle, step, cos, none"):
         schedule_cbs("linear", 0.1, 3)
 
 

@@ -1,7 +1,9 @@
 """Callbacks: one theme per module. Everything a fit does beyond the bare loop lives here."""
 
+from .activations import ActivationStats
 from .core import Callback, as_callback
 from .keras import KerasCallback
+from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .metrics import Recorder
 from .progress import ProgressCallback
 from .schedule import (
@@ -20,6 +22,7 @@ from .training import TerminateOnNaN
 
 __all__ = [
     "Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN",
+    "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
     "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds",
 ]  # fmt: skip

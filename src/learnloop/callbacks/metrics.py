@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,7 +11,7 @@ import torch
 from .core import Callback
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure  # imported when plotting, not with the library
+    from matplotlib.figure import Figure
 
 
 def batch_size(yb: object) -> int:
@@ -32,18 +32,19 @@ class Recorder(Callback):
         self.losses: list[float] = []  # per training batch, this fit
         self.lrs: list[float] = []  # per training batch, this fit
         self.hps: dict[str, list[float]] = {}  # every scheduled hyper-parameter, per training batch
+        self.iters: list[int] = []  # len(losses) at the end of each epoch, this fit: where valid points go
 
     def before_fit(self):
-        self.losses, self.lrs, self.hps = [], [], {}
+        self.losses, self.lrs, self.hps, self.iters = [], [], {}, []
+        self.row = None
+        self._reset_phase()
 
     def before_epoch(self):
         self.start_time, self.row = time.perf_counter(), {"epoch": self.epoch}
 
-    def _before_phase(self):
+    def _reset_phase(self):
         self._losses, self._sizes = [], []
-        self._metric_values = [] if self.training else [[] for _ in self.metrics]
-
-    before_train = before_validate = _before_phase
+        self._metric_values = [[] for _ in self.metrics]
 
     def after_loss(self):
         self._losses.append(self.loss.detach())
@@ -55,14 +56,17 @@ class Recorder(Callback):
             values.append(_metric_value(metric, self.preds, self.yb))
 
     def _means(self) -> list[float]:
-        if not self._sizes:
+        """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
+        losses, sizes, metric_values = self._losses, self._sizes, self._metric_values
+        self._reset_phase()
+        if not sizes:
             return []
-        sizes = torch.tensor(self._sizes, dtype=torch.float32)
-        per_batch = [torch.stack(self._losses).float()] + [torch.stack(v).float() for v in self._metric_values]
+        per_batch = [torch.stack(losses).float()] + [torch.stack(v).float() for v in metric_values if v]
         table = torch.stack(per_batch).cpu()  # one device->host copy per phase
         if self.training:
             self.losses.extend(table[0].tolist())
-        return ((table @ sizes) / sizes.sum()).tolist()
+        weights = torch.tensor(sizes, dtype=torch.float32)
+        return ((table @ weights) / weights.sum()).tolist()
 
     def after_train(self):
         means = self._means()
@@ -77,31 +81,48 @@ class Recorder(Callback):
             self.row[f"valid_{_name(metric)}"] = value
 
     def after_epoch(self):
+        if self.row is None:  # cancelled before this epoch began
+            return
         self.row["lr"] = self.lrs[-1] if self.lrs else self.opt.param_groups[0]["lr"]
         self.row["time"] = time.perf_counter() - self.start_time
         self.learn.history.append(self.row)
+        self.iters.append(len(self.losses))
+        self.row = None
 
     def state_dict(self) -> dict:
         """Per-batch records and the current epoch's partial sums, for exact resume."""
         hps = {name: list(values) for name, values in self.hps.items()}
-        return {"losses": list(self.losses), "lrs": list(self.lrs), "hps": hps}
+        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters), "hps": hps}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
         self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
+        self.iters = list(state.get("iters", []))
         self.hps = {k: list(v) for k, v in state.get("hps", {}).items()}
 
-    def plot_lr(self, path: str | Path | None = None) -> Figure:
+    def plot_lr(self, path: str | os.PathLike | None = None) -> Figure:
         """The lr of every training batch of the last fit; saves a PNG at `path`; returns the Figure."""
         from ..plots import plot_sched
 
         return plot_sched({"lr": self.lrs}, path)
 
-    def plot_sched(self, path: str | Path | None = None) -> Figure:
+    def plot_sched(self, path: str | os.PathLike | None = None) -> Figure:
         """Every scheduled hyper-parameter (`hps`, else the lr) per training batch, one panel each."""
         from ..plots import plot_sched
 
         return plot_sched(self.hps or {"lr": self.lrs}, path)
+
+    def plot_loss(self, path: str | os.PathLike | None = None, **kwargs) -> Figure:
+        """Train loss per batch (raw and smoothed) and valid loss per epoch; saved as PNG when `path` is given."""
+        from ..plots import plot_loss  # matplotlib only when plotting
+
+        return plot_loss(self.learn, path, **kwargs)
+
+    def plot_metrics(self, path: str | os.PathLike | None = None) -> Figure:
+        """Losses and each metric per epoch from `learn.history`; saved as PNG when `path` is given."""
+        from ..plots import plot_metrics
+
+        return plot_metrics(self.learn, path)
 
 
 def _name(metric) -> str:

@@ -34,6 +34,9 @@ class ProgressCallback(Callback):
         self.show_bar = self.bar if self.bar is not None else _interactive()
         self.header_printed = False
 
+    def before_epoch(self):
+        self.n_rows = len(self.history)
+
     def _before_phase(self):
         if self.show_bar:
             from tqdm.auto import tqdm
@@ -58,6 +61,8 @@ class ProgressCallback(Callback):
             self.pbar.close()
 
     def after_epoch(self):
+        if len(self.history) == self.n_rows:  # the epoch was cancelled before it recorded anything
+            return
         row = self.history[-1]
         keys = [k for k in row if k not in ("lr",)]
         if not self.header_printed:

@@ -412,11 +412,30 @@ def preserved(learn: Any) -> Iterator[None]:
         _set_rng_states(learn, rng)
 
 
-def _loader_generators(learn: Any) -> list[torch.Generator]:
+def _loader_rngs(learn: Any) -> list[Any]:
+    """The random generators a train loader (or its sampler) holds: torch, numpy or python ones."""
     dl = learn.dls.train
-    found = [getattr(dl, "generator", None), getattr(getattr(dl, "sampler", None), "generator", None)]
-    unique = {id(g): g for g in found if isinstance(g, torch.Generator)}
-    return list(unique.values())
+    found = {}
+    for owner in (dl, getattr(dl, "sampler", None)):
+        for value in getattr(owner, "__dict__", {}).values():
+            if isinstance(value, (torch.Generator, np.random.Generator, random.Random)):
+                found[id(value)] = value
+    return list(found.values())
+
+
+def _get_rng(rng: Any) -> Any:
+    if isinstance(rng, torch.Generator):
+        return rng.get_state()
+    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
+
+
+def _set_rng(rng: Any, state: Any) -> None:
+    if isinstance(rng, torch.Generator):
+        rng.set_state(state)
+    elif isinstance(rng, np.random.Generator):
+        rng.bit_generator.state = state
+    else:
+        rng.setstate(state)
 
 
 def _rng_states(learn: Any) -> dict:
@@ -425,7 +444,7 @@ def _rng_states(learn: Any) -> dict:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "numpy": np.random.get_state(),
         "python": random.getstate(),
-        "loader": [(g, g.get_state()) for g in _loader_generators(learn)],
+        "loader": [(rng, _get_rng(rng)) for rng in _loader_rngs(learn)],
     }
 
 
@@ -435,8 +454,8 @@ def _set_rng_states(learn: Any, states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
-    for gen, state in states["loader"]:
-        gen.set_state(state)
+    for rng, state in states["loader"]:
+        _set_rng(rng, state)
 
 
 def lr_find(
@@ -463,18 +482,20 @@ def lr_find_command(learn: Any, out_dir: str | Path) -> float:
     return result.suggestion
 
 
-SCHEDULES = ("onecycle", "step", "cos")
+SCHEDULES = ("onecycle", "step", "cos", "none")
 
 
 def schedule_cbs(name: str, lr: float, n_epoch: int) -> list[Callback]:
     """The callbacks for `learnloop fit --sched NAME`: one-cycle to `lr`, StepLR (x0.1 every third of
-    the epochs) or cosine annealing from `lr` to 0."""
+    the epochs), cosine annealing from `lr` to 0, or none (a constant lr)."""
     if name == "onecycle":
         return [OneCycle(lr)]
     if name == "step":
         return [TorchScheduler(partial(_step_lr_from, lr, max(n_epoch // 3, 1)))]
     if name == "cos":
         return [ParamScheduler("lr", sched_cos(lr, 0.0))]
+    if name == "none":
+        return []
     raise ValueError(f"Unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}.")
 
 

@@ -1,0 +1,12 @@
+"""From-scratch neural-net pieces: Parameter, Module, layers, hooks and losses."""
+
+from .functional import cross_entropy, log_softmax, logsumexp, nll_loss
+from .hooks import Hook, Hooks, LayerStats
+from .layers import (AdaptivePool, ConvLayer, Flatten, Lambda, Linear, ReLU, Sequential,
+                     simple_cnn)
+from .module import HookHandle, IncompatibleKeys, Module, Parameter, TorchModule, to_torch
+
+__all__ = ["Parameter", "Module", "HookHandle", "IncompatibleKeys", "TorchModule", "to_torch",
+           "Linear", "ConvLayer", "Sequential", "AdaptivePool", "Flatten", "ReLU", "Lambda",
+           "simple_cnn", "Hook", "Hooks", "LayerStats", "cross_entropy", "log_softmax",
+           "logsumexp", "nll_loss"]

@@ -1,0 +1,119 @@
+"""The `learnloop` command: train or find a learning rate on digits, MNIST or an image folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+# Per-dataset defaults, overridden by the flags.
+RECIPES: dict[str, dict[str, Any]] = {
+    "digits": {"arch": "simple_cnn", "epochs": 5, "lr": 0.5, "bs": 32, "sched": "onecycle"},
+    "mnist": {"arch": "bn_cnn", "epochs": 2, "lr": 0.05, "bs": 128, "sched": "onecycle", "label_smoothing": 0.1},
+    "folder": {"arch": "simple_cnn", "epochs": 5, "lr": 0.1, "bs": 64, "sched": "onecycle"},
+}
+ARCHS = ("simple_cnn", "bn_cnn")
+SCHEDS = ("onecycle", "step", "cos", "none")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for `learnloop`."""
+    parser = argparse.ArgumentParser(
+        prog="learnloop",
+        description="Train a CNN with learnloop's Learner. DATA is 'digits' (scikit-learn's bundled 8x8 "
+        "digits), 'mnist' (an .npz with x_train, y_train, x_test, y_test: --data PATH or LEARNLOOP_DATA), "
+        "or a folder of images laid out as ROOT/train/<label>/*.png and ROOT/val/<label>/*.png.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fit = commands.add_parser("fit", help="train and print one line per epoch; writes results to --out")
+    find = commands.add_parser("lr-find", help="run the LR finder, print the suggestion, write the plot")
+    for sub in (fit, find):
+        sub.add_argument("dataset", metavar="DATA", help="digits | mnist | PATH to an image folder")
+        sub.add_argument("--data", help="path of the mnist .npz (default: $LEARNLOOP_DATA or the cache dir)")
+        sub.add_argument("--arch", choices=ARCHS, help="model (default per dataset: digits simple_cnn, mnist bn_cnn)")
+        sub.add_argument("--bs", type=int, help="batch size (default per dataset)")
+        sub.add_argument("--size", type=int, default=64, help="image size for image folders (default 64)")
+        sub.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+        sub.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+        sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        sub.add_argument("--out", type=Path, help="output folder (default runs/<DATA>)")
+    fit.add_argument("--epochs", type=int, help="number of epochs (default per dataset)")
+    fit.add_argument("--lr", type=float, help="learning rate; the peak lr with --sched onecycle")
+    fit.add_argument("--sched", choices=SCHEDS, help="lr schedule (default onecycle)")
+    fit.add_argument("--one-cycle", dest="sched", action="store_const", const="onecycle", help="same as --sched onecycle")
+    fit.add_argument("--ckpt-every", type=int, default=None, metavar="N", help="checkpoint to OUT/last.ckpt every N batches (default: every epoch)")
+    fit.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    fit.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="do not write OUT/tb")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `learnloop` command."""
+    args = build_parser().parse_args(argv)
+    recipe = RECIPES.get(args.dataset, RECIPES["folder"])
+    for key, value in recipe.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.out = args.out or Path("runs") / Path(args.dataset).name
+    try:
+        return run_fit(args) if args.command == "fit" else run_lr_find(args)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"learnloop: error: {e}", file=sys.stderr)
+        return 2
+
+
+def make_learner(args: argparse.Namespace, **kwargs: Any):
+    """The Learner the flags describe: data, model, loss and metrics."""
+    import torch
+
+    from .data import DataLoaders
+    from .learner import Learner
+    from .metrics import accuracy
+    from .nn import functional
+
+    torch.manual_seed(args.seed)
+    train_ds, valid_ds = load_datasets(args)
+    dls = DataLoaders.from_dsets(train_ds, valid_ds, bs=args.bs, n_workers=args.workers, seed=args.seed)
+    xb, _ = train_ds[0]
+    n_classes = int(max(int(train_ds.y.max()), int(valid_ds.y.max())) + 1) if hasattr(train_ds, "y") else len(train_ds.vocab)
+    model = make_model(args.arch, in_channels=xb.shape[0], n_classes=n_classes)
+    smoothing = getattr(args, "label_smoothing", 0.0)
+    loss_func = (lambda p, t: functional.cross_entropy(p, t, label_smoothing=smoothing)) if smoothing else functional.cross_entropy
+    return Learner(model, dls, loss_func=loss_func, lr=args.lr, metrics=[accuracy], device=args.device, **kwargs)
+
+
+def load_datasets(args: argparse.Namespace):
+    """(train, valid) datasets for `args.dataset`."""
+    from .data import datasets
+
+    if args.dataset == "digits":
+        return datasets.digits(seed=args.seed)
+    if args.dataset == "mnist":
+        return datasets.mnist(args.data)
+    if Path(args.dataset).is_dir():
+        return datasets.image_folder(args.dataset, size=args.size)
+    raise ValueError(f"unknown dataset {args.dataset!r}: use 'digits', 'mnist', or the path of an image folder.")
+
+
+def make_model(arch: str, in_channels: int, n_classes: int):
+    """A model by name: `simple_cnn` (learnloop's from-scratch CNN) or `bn_cnn` (conv-BN-ReLU)."""
+    from . import nn
+
+    if arch == "simple_cnn":
+        return nn.simple_cnn(in_channels=in_channels, n_classes=n_classes, widths=(16, 32, 64))
+    return nn.bn_cnn(in_channels=in_channels, n_classes=n_classes)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """`learnloop fit`: train, print the epoch table, write history.csv, the weights and plots to OUT."""
+    raise NotImplementedError
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    """`learnloop lr-find`: print the suggested lr and write OUT/lr_find.png."""
+    raise NotImplementedError
+
+
+if __name__ == "__main__":
+    sys.exit(main())

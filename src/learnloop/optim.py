@@ -1,0 +1,92 @@
+"""Optimizers from scratch, as torch.optim.Optimizer subclasses so every torch scheduler drives them.
+
+Param-group keys: SGD has `lr`, `wd`, `momentum`; AdamW has `lr`, `betas`, `eps`, `wd`.
+Per-parameter state (momentum buffers, moments) lives in `self.state[p]`, so `state_dict()` and
+`load_state_dict()` resume exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+__all__ = ["Optimizer", "SGD", "AdamW"]
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+def _check(name: str, value: float, low: float = 0.0) -> None:
+    if not value >= low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base of learnloop's optimizers: `step` calls `update(p, group)` per parameter with a grad."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Update every parameter that has a gradient; `closure` recomputes the loss first."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, group)
+        return loss
+
+    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        """Change `p` in place from `p.grad` and `group`'s settings; subclasses define it."""
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """`p -= lr * (grad + wd * p)`; with momentum, the step uses `buf = momentum * buf + grad`."""
+
+    def __init__(self, params: Params, lr: float, wd: float = 0.0, momentum: float = 0.0):
+        for name, value in (("lr", lr), ("wd", wd), ("momentum", momentum)):
+            _check(name, value)
+        super().__init__(params, dict(lr=lr, wd=wd, momentum=momentum))
+
+    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        """One SGD step for `p`."""
+        grad = p.grad if group["wd"] == 0 else p.grad.add(p, alpha=group["wd"])
+        if group["momentum"] != 0:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = grad.clone()
+            else:
+                state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
+            grad = state["momentum_buffer"]
+        p.add_(grad, alpha=-group["lr"])
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (`p -= lr * wd * p` before the Adam step); wd=0 is Adam."""
+
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, wd: float = 0.01):
+        for name, value in (("lr", lr), ("eps", eps), ("wd", wd), ("beta1", betas[0]),
+                            ("beta2", betas[1])):
+            _check(name, value)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, wd=wd))
+
+    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        """One AdamW step for `p`."""
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        exp_avg, exp_avg_sq, step = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        p.mul_(1 - lr * group["wd"])
+        exp_avg.lerp_(p.grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
+        p.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
