@@ -1,0 +1,82 @@
+"""Built-in datasets (real data, no downloads): scikit-learn's digits, MNIST from a local .npz, image folders."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import ArrayDataset, image_folder_split
+
+image_folder = image_folder_split  # `(train_ds, valid_ds)` from a train/ + val/ tree, listed with the others
+MNIST_FILE = "mnist.npz"
+MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def cache_dir() -> Path:
+    """Where data files are looked for last: `$XDG_CACHE_HOME/learnloop` (default `~/.cache/learnloop`)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "learnloop"
+
+
+def digits(valid_pct: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+    """scikit-learn's 1797 8x8 digits: x float32 `(1, 8, 8)` in [0, 1], y int64, split at random by `seed`."""
+    from sklearn.datasets import load_digits  # sklearn is slow to import; only this function needs it
+
+    if not 0 < valid_pct < 1:
+        raise ValueError(f"valid_pct is the fraction of samples kept for validation, in (0, 1); got {valid_pct}.")
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16).unsqueeze(1)  # pixel values are 0..16
+    y = torch.from_numpy(d.target).long()
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    valid, train = perm.split([math.ceil(valid_pct * len(x)), len(x) - math.ceil(valid_pct * len(x))])
+    return ArrayDataset(x[train], y[train]), ArrayDataset(x[valid], y[valid])
+
+
+def find_file(name: str, path: str | Path | None = None) -> Path:
+    """`path` if given, else `$LEARNLOOP_DATA/name`, else `cache_dir()/name`; else an error saying where to put it."""
+    if path is not None:
+        if Path(path).is_file():
+            return Path(path)
+        raise FileNotFoundError(f"{str(path)!r} (passed as path=) does not exist; pass the path of your {name}.")
+    env = os.environ.get("LEARNLOOP_DATA")
+    candidates = ([Path(env) / name] if env else []) + [cache_dir() / name]
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise FileNotFoundError(
+        f"{name} not found (looked in: {', '.join(map(str, candidates))}). There are no downloads: pass "
+        f"path='/path/to/{name}', or set LEARNLOOP_DATA to the folder holding {name}, or copy the file to "
+        f"{cache_dir() / name}.")
+
+
+def check_sha256(path: Path, sha256: str) -> None:
+    """ValueError unless the file's sha256 is `sha256`."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != sha256.lower():
+        raise ValueError(f"{path} has sha256 {h.hexdigest()}, expected {sha256}; the file is corrupt or a different "
+                         "file: copy it again, or pass the sha256 of the file you mean to use.")
+
+
+def mnist(path: str | Path | None = None, sha256: str | None = None) -> tuple[ArrayDataset, ArrayDataset]:
+    """MNIST from a local .npz (uint8 x_train, y_train, x_test, y_test): x float32 `(1, 28, 28)` in [0, 1], y int64."""
+    file = find_file(MNIST_FILE, path)
+    if sha256 is not None:
+        check_sha256(file, sha256)
+    with np.load(file) as d:
+        missing = [k for k in MNIST_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"{file} lacks {missing}; an MNIST .npz holds {list(MNIST_KEYS)}, "
+                             f"this one has {list(d.keys())}.")
+        arrays = {k: torch.from_numpy(d[k]) for k in MNIST_KEYS}
+
+    def to_ds(x: torch.Tensor, y: torch.Tensor) -> ArrayDataset:
+        return ArrayDataset(x.unsqueeze(1).float().div_(255), y.long())  # float, so it trains as is
+
+    return to_ds(arrays["x_train"], arrays["y_train"]), to_ds(arrays["x_test"], arrays["y_test"])

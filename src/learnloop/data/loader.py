@@ -1,0 +1,214 @@
+"""collate, DataLoader and DataLoaders: batches from any dataset, optionally loaded by a process pool."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import pickle
+import sys
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .dataset import ArrayDataset
+
+Tfms = Callable | Sequence[Callable] | None
+
+
+def collate(samples: Sequence[Any]) -> Any:
+    """Stack samples into a batch: tensors, numpy arrays and numbers stack; tuples, lists and dicts recurse."""
+    if len(samples) == 0:
+        raise ValueError("collate got no samples; a batch needs at least one.")
+    first = samples[0]
+    if isinstance(first, Tensor):
+        return torch.stack(list(samples))
+    if isinstance(first, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.stack(samples))
+    if isinstance(first, (bool, int, float)):
+        return torch.tensor(samples)
+    if isinstance(first, str):
+        return list(samples)
+    if isinstance(first, Mapping):
+        return {k: collate([s[k] for s in samples]) for k in first}
+    if isinstance(first, (tuple, list)):
+        fields = [collate(f) for f in zip(*samples, strict=True)]
+        return type(first)(*fields) if hasattr(first, "_fields") else type(first)(fields)  # namedtuple or not
+    raise TypeError(f"collate cannot batch samples of type {type(first).__name__}; it stacks tensors, numpy "
+                    "arrays, numbers and strings, nested in tuples, lists or dicts. Pass DataLoader(collate_fn=...) "
+                    "for other types.")
+
+
+def _get(ds: Any, i: int) -> Any:
+    try:
+        return ds[i]
+    except Exception as e:
+        if sys.version_info >= (3, 11):
+            e.add_note(f"(raised by ds[{i}] while the DataLoader loaded a batch)")
+        raise
+
+
+def _load(ds: Any, idx: Tensor, collate_fn: Callable) -> Any:
+    """One batch of `ds` at indices `idx`: a single gather for a plain ArrayDataset, else sample by sample."""
+    if collate_fn is collate and type(ds) is ArrayDataset and ds.tfm_x is None and ds.tfm_y is None:
+        return ds.x[idx], ds.y[idx]
+    return collate_fn([_get(ds, i) for i in idx.tolist()])
+
+
+_worker_state: tuple[Any, Callable] | None = None  # (ds, collate_fn) in each worker process
+
+
+def _init_worker(ds: Any, collate_fn: Callable) -> None:
+    global _worker_state
+    _worker_state = ds, collate_fn
+    # one thread each: n_workers processes using every core would oversubscribe the CPU, and a forked child
+    # that enters the parent's OpenMP pool deadlocks
+    torch.set_num_threads(1)
+
+
+def _worker_load(idx: Tensor) -> Any:
+    ds, collate_fn = _worker_state
+    try:
+        return _load(ds, idx, collate_fn)
+    except Exception as e:
+        # the original exception may not pickle back to the main process; its text always does
+        error, tb = "".join(traceback.format_exception_only(e)).strip(), traceback.format_exc()
+        raise RuntimeError(f"DataLoader worker failed: {error}\n\nWorker traceback:\n{tb}") from None
+
+
+def _as_tuple(tfms: Tfms) -> tuple[Callable, ...]:
+    return () if tfms is None else (tfms,) if callable(tfms) else tuple(tfms)
+
+
+class DataLoader:
+    """Batches of `bs` samples from `ds`, reshuffled every epoch when `shuffle`, loaded by `n_workers` processes if > 0.
+
+    `batch_tfms` (a callable or a sequence of them) run in order, in this process, on `xb` (the first item of each
+    batch) after collate, e.g. `[ToCHW(), Normalize.from_batch(xb)]`. A plain `ArrayDataset` with the default
+    collate is gathered a whole batch at a time (`x[idx]`). Workers start with `mp_context` (a multiprocessing start
+    method; None: the platform's default). `state_dict`/`load_state_dict` resume mid-epoch exactly.
+    """
+
+    def __init__(self, ds: Any, bs: int = 64, shuffle: bool = False, n_workers: int = 0,
+                 collate_fn: Callable = collate, drop_last: bool = False, seed: int | None = None,
+                 batch_tfms: Tfms = None, mp_context: str | None = None) -> None:
+        if not isinstance(bs, int) or bs <= 0:
+            raise ValueError(f"bs must be a positive integer (samples per batch), got {bs!r}.")
+        if not isinstance(n_workers, int) or n_workers < 0:
+            raise ValueError(f"n_workers must be an integer >= 0 (0 loads in this process), got {n_workers!r}.")
+        if len(ds) == 0:
+            raise ValueError("the dataset is empty (len(ds) == 0); check the path or filter that built it.")
+        if drop_last and len(ds) < bs:
+            raise ValueError(f"drop_last=True with bs={bs} > len(ds)={len(ds)} gives no batches; "
+                             "use a smaller bs or drop_last=False.")
+        self.ds, self.bs, self.shuffle, self.n_workers = ds, bs, shuffle, n_workers
+        self.collate_fn, self.drop_last, self.seed = collate_fn, drop_last, seed
+        self.batch_tfms = _as_tuple(batch_tfms)
+        self.mp_context = multiprocessing.get_context(mp_context)
+        self.epoch, self._order, self._batch, self._resume = 0, None, 0, False
+
+    @property
+    def dataset(self) -> Any:
+        """The dataset (alias of `.ds`, as in torch)."""
+        return self.ds
+
+    def __len__(self) -> int:
+        n = len(self.ds)
+        return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def _epoch_order(self, epoch: int) -> Tensor | None:
+        """Indices of epoch `epoch` (0-based): None (in order), or a permutation seeded by `seed + epoch` (or global)."""
+        # the one place the order is made, so a distributed sampler can shard it
+        if not self.shuffle:
+            return None
+        g = None if self.seed is None else torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(len(self.ds), generator=g)
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._resume:  # finish the epoch restored by load_state_dict
+            self._resume = False
+        else:
+            self._order, self._batch = self._epoch_order(self.epoch), 0
+            self.epoch += 1
+        order = torch.arange(len(self.ds)) if self._order is None else self._order
+        chunks = order.split(self.bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
+        return self._batches(chunks)
+
+    def _batches(self, chunks: Sequence[Tensor]) -> Iterator[Any]:
+        loaded = (self._load_parallel(chunks) if self.n_workers
+                  else (_load(self.ds, idx, self.collate_fn) for idx in chunks))
+        for batch in loaded:
+            self._batch += 1
+            yield self._tfm(batch) if self.batch_tfms else batch
+
+    def _tfm(self, batch: Any) -> Any:
+        xb = batch[0] if isinstance(batch, (tuple, list)) else batch
+        for f in self.batch_tfms:
+            xb = f(xb)
+        return (xb, *batch[1:]) if isinstance(batch, (tuple, list)) else xb
+
+    def _load_parallel(self, chunks: Sequence[Tensor]) -> Iterator[Any]:
+        if self.mp_context.get_start_method() != "fork":  # forked workers inherit ds, the others unpickle it
+            self._check_picklable()
+        pool = ProcessPoolExecutor(self.n_workers, self.mp_context, _init_worker, (self.ds, self.collate_fn))
+        todo, finished = iter(chunks), False
+        try:  # keep a bounded number of batches in flight, not the whole epoch
+            pending = deque(pool.submit(_worker_load, idx) for idx in islice(todo, 2 * self.n_workers))
+            while pending:
+                batch = pending.popleft().result()
+                idx = next(todo, None)
+                if idx is not None:
+                    pending.append(pool.submit(_worker_load, idx))
+                yield batch
+            finished = True
+        finally:  # also on break, error or Ctrl-C: drop queued batches, don't wait for running ones
+            pool.shutdown(wait=finished, cancel_futures=True)
+
+    def _check_picklable(self) -> None:
+        try:
+            pickle.dumps((self.ds, self.collate_fn))
+        except Exception as e:
+            raise TypeError(f"n_workers={self.n_workers} sends the dataset and collate_fn to worker processes, so "
+                            f"both must be picklable, but pickling failed ({type(e).__name__}: {e}). Define them "
+                            "at module level (no lambdas, local functions or open files), or use n_workers=0.") from e
+
+    def state_dict(self) -> dict[str, Any]:
+        """Progress for exact resume: epochs started, this epoch's index order (None unshuffled), batches yielded."""
+        return {"epoch": self.epoch, "order": self._order, "batch": self._batch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict()`: the next `iter` yields the rest of that epoch, later epochs as if never stopped."""
+        order = state["order"]
+        if order is not None and len(order) != len(self.ds):
+            raise ValueError(f"the saved order covers {len(order)} samples but this dataset has {len(self.ds)}; "
+                             "load the state into a loader over the same dataset.")
+        self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
+        self._order = None if order is None else torch.as_tensor(order, dtype=torch.long)
+        self._resume = self.epoch > 0 and self._batch < len(self)
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({len(self.ds)} samples, bs={self.bs}, shuffle={self.shuffle}, "
+                f"n_workers={self.n_workers}, {len(self)} batches)")
+
+
+class DataLoaders:
+    """The train and valid loaders of a fit."""
+
+    def __init__(self, train: Any, valid: Any) -> None:
+        self.train, self.valid = train, valid
+
+    @classmethod
+    def from_dsets(cls, train_ds: Any, valid_ds: Any, bs: int = 64, drop_last: bool = False,
+                   **kwargs: Any) -> DataLoaders:
+        """Train loader shuffled (and `drop_last`), valid loader in order and complete; `kwargs` go to both."""
+        return cls(DataLoader(train_ds, bs, shuffle=True, drop_last=drop_last, **kwargs),
+                   DataLoader(valid_ds, bs, shuffle=False, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
