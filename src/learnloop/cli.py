@@ -107,7 +107,28 @@ def make_model(arch: str, in_channels: int, n_classes: int):
 
 def run_fit(args: argparse.Namespace) -> int:
     """`learnloop fit`: train, print the epoch table, write history.csv, the weights and plots to OUT."""
-    raise NotImplementedError
+    from .callbacks import monitoring_callbacks
+
+    learn = make_learner(args)
+    out = args.out
+    cbs = monitoring_callbacks(out, append=args.resume)
+    if not args.tensorboard:
+        cbs = [cb for cb in cbs if type(cb).__name__ != "TensorBoardCallback"]
+    print(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
+          f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
+    fit_with_schedule(learn, args, cbs)
+    learn.save(out / "model.pt")
+    if learn.recorder.losses:
+        learn.recorder.plot_loss(out / "loss.png")
+    print(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
+    if args.tensorboard:
+        print(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
+def fit_with_schedule(learn, args: argparse.Namespace, cbs: list) -> None:
+    """Fit for `args.epochs` under the schedule `args.sched`."""
+    learn.fit(args.epochs, lr=args.lr, cbs=cbs)
 
 
 def run_lr_find(args: argparse.Namespace) -> int:
