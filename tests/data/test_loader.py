@@ -1,6 +1,7 @@
 import io
 import multiprocessing
 import signal
+import sys
 import time
 from collections import namedtuple
 from contextlib import contextmanager
@@ -116,6 +117,11 @@ def test_array_dataset_fast_path_gathers_whole_batches(monkeypatch):
     monkeypatch.setattr(ArrayDataset, "__getitem__", lambda self, i: pytest.fail("per-sample access"))
     xb, yb = next(iter(DataLoader(ds, 4, shuffle=True, seed=0)))
     assert xb.shape == (4, 2) and torch.equal(xb[:, 0], yb * 2.0)
+    for x in (torch.randn(10, 3).bfloat16(), torch.randn(10, 3, requires_grad=True), torch.randn(3, 10).t()):
+        ds = ArrayDataset(x, torch.arange(10))
+        for idx, (xb, yb) in zip(torch.randperm(10, generator=torch.Generator().manual_seed(0)).split(4),
+                                 DataLoader(ds, 4, shuffle=True, seed=0)):
+            assert torch.equal(xb, x[idx]) and torch.equal(yb, idx) and xb.dtype == x.dtype
 
 
 def test_transforms_on_dataset_and_loader():
@@ -165,6 +171,9 @@ def test_worker_error_reaches_main_process_fast():
     assert time.perf_counter() - t < 10
     msg = str(info.value)
     assert "ValueError: bad sample 13" in msg and "ds[13]" in msg and "Worker traceback" in msg
+    with pytest.raises(ValueError, match="bad sample 13") as info:  # in-process: the original exception
+        list(DataLoader(Boom(64), 4))
+    assert sys.version_info < (3, 11) or "ds[13]" in info.value.__notes__[0]
 
 
 def test_early_break_shuts_the_pool_down():

@@ -54,10 +54,21 @@ def _get(ds: Any, i: int) -> Any:
         raise
 
 
+def _take(t: Tensor, idx: Tensor) -> Tensor:
+    """`t[idx]` along dim 0, through numpy on CPU."""
+    # numpy's single-threaded take is steady; torch's 2-thread gather stalls for ms when another process is busy
+    if t.is_cpu and not t.requires_grad:
+        try:
+            return torch.from_numpy(np.take(t.numpy(), idx.numpy(), axis=0))
+        except TypeError:  # a dtype numpy lacks, like bfloat16
+            pass
+    return t.index_select(0, idx.to(t.device))
+
+
 def _load(ds: Any, idx: Tensor, collate_fn: Callable) -> Any:
     """One batch of `ds` at indices `idx`: a single gather for a plain ArrayDataset, else sample by sample."""
     if collate_fn is collate and type(ds) is ArrayDataset and ds.tfm_x is None and ds.tfm_y is None:
-        return ds.x[idx], ds.y[idx]
+        return _take(ds.x, idx), _take(ds.y, idx)
     return collate_fn([_get(ds, i) for i in idx.tolist()])
 
 
@@ -91,8 +102,8 @@ class DataLoader:
 
     `batch_tfms` (a callable or a sequence of them) run in order, in this process, on `xb` (the first item of each
     batch) after collate, e.g. `[ToCHW(), Normalize.from_batch(xb)]`. A plain `ArrayDataset` with the default
-    collate is gathered a whole batch at a time (`x[idx]`). Workers start with `mp_context` (a multiprocessing start
-    method; None: the platform's default). `state_dict`/`load_state_dict` resume mid-epoch exactly.
+    collate is gathered a whole batch at a time (`x[idx]`). Workers start with `mp_context` (a multiprocessing
+    start method; None: the platform's default). `state_dict`/`load_state_dict` resume mid-epoch exactly.
     """
 
     def __init__(self, ds: Any, bs: int = 64, shuffle: bool = False, n_workers: int = 0,
@@ -123,7 +134,7 @@ class DataLoader:
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def _epoch_order(self, epoch: int) -> Tensor | None:
-        """Indices of epoch `epoch` (0-based): None (in order), or a permutation seeded by `seed + epoch` (or global)."""
+        """Epoch `epoch`'s indices: None (in order), or a permutation seeded by `seed + epoch` (or global RNG)."""
         # the one place the order is made, so a distributed sampler can shard it
         if not self.shuffle:
             return None
