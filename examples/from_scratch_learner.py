@@ -82,6 +82,8 @@ class SeedMetrics(Callback):
 
     def _report(self) -> None:
         n = sum(self.ns)
+        if n == 0:  # a cancelled phase (the LR finder skips validation) still runs its after_ event
+            return
         phase = "train" if self.model.training else "valid"
         print(f"epoch {self.epoch} {phase}: loss {sum(self.losses).item() / n:.4f}  "
               f"accuracy {sum(self.accs).item() / n:.4f}")
@@ -153,8 +155,8 @@ def main() -> None:
     # 13. find an lr (the learner is left exactly as it was), then train with one cycle at it
     found = learn.lr_find()
     found.plot(args.out / "lr_find.png")
-    print(f"lr_find suggestions: { {k: round(v, 4) for k, v in found.suggestions.items()} }; "
-          f"using {found.suggestion:.4f}")
+    shown = ", ".join(f"{rule} {lr:.3g}" for rule, lr in found.suggestions.items())
+    print(f"lr_find suggestions: {shown}; using {found.suggestion:.3g} (minimum/10, the most robust rule)")
     # the metrics callback joins this fit only, so the finder's short run above stays quiet
     learn.fit_one_cycle(args.epochs, lr_max=found.suggestion, cbs=[SeedMetrics()])
     learn.recorder.plot_sched(args.out / "one_cycle.png")

@@ -40,7 +40,7 @@ def run_example(name: str, args: list[str], cwd: Path) -> str:
     """Run examples/<name>.py as a user would, with this checkout's src first on the path; its stdout."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    # one intra-op thread per process: on a busy machine torch's idle threads spin and tiny convs run 20x slower
+    # one intra-op thread: on busy cores torch's OpenMP threads spin-wait on each other, up to 20x slower
     env.setdefault("OMP_NUM_THREADS", "1")
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
