@@ -1,6 +1,6 @@
 """learnloop's DataLoader vs torch's, same process, alternating runs; then an image folder with 0 vs 2 workers.
 
-Run: `python benchmarks/loader.py [--path mnist.npz]` (default: ../shared/data/mnist.npz, else LEARNLOOP_DATA
+Run: `python benchmarks/loader.py [--data mnist.npz]` (default: ../shared/data/mnist.npz, else LEARNLOOP_DATA
 or the cache dir, as `learnloop.data.datasets.mnist` looks).
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from common import alternate, default_mnist, machine
 from PIL import Image
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import TensorDataset
@@ -21,24 +21,19 @@ from torch.utils.data import TensorDataset
 from learnloop.data import ArrayDataset, DataLoader, image_folder_split
 from learnloop.data.datasets import mnist
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
 
+def drain(make: Callable[[], Iterable]) -> Callable[[], None]:
+    """One epoch of the loader `make()` builds, doing nothing with the batches."""
+    def epoch() -> None:
+        for _ in make():
+            pass
 
-def epoch_time(dl: Iterable) -> float:
-    t = time.perf_counter()
-    for xb, yb in dl:
-        pass
-    return time.perf_counter() - t
+    return epoch
 
 
 def compare(runs: dict[str, Callable[[], Iterable]], n: int) -> dict[str, float]:
     """Median seconds per epoch of each loader, the loaders taking turns so drift hits all alike."""
-    for make in runs.values():
-        epoch_time(make())  # warm up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(n):
-        for name, make in runs.items():
-            times[name].append(epoch_time(make()))
+    times = alternate({name: (lambda make=make: drain(make)) for name, make in runs.items()}, n)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -51,7 +46,7 @@ def write_pngs(x: torch.Tensor, y: torch.Tensor, root: Path, n_train: int) -> No
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--path", default=SHARED_MNIST if SHARED_MNIST.exists() else None)
+    p.add_argument("--data", "--path", dest="path", default=default_mnist(), help="MNIST .npz")
     p.add_argument("--n", type=int, default=20_000, help="MNIST samples per epoch")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--n-images", type=int, default=3_000)
@@ -60,8 +55,8 @@ def main() -> None:
     train, _ = mnist(args.path)
     x, y = train.x[:args.n].clone(), train.y[:args.n].clone()
     ads, tds = ArrayDataset(x, y), TensorDataset(x, y)
-    print(f"{args.n} MNIST samples {tuple(x.shape[1:])} {x.dtype}, bs 64, median of {args.repeats} epochs, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"loader: {args.n} MNIST samples {tuple(x.shape[1:])} {x.dtype}, bs 64, median of {args.repeats} "
+          f"alternating epochs\n{machine()}")
     for shuffle in (True, False):
         t = compare({"learnloop": lambda: DataLoader(ads, 64, shuffle=shuffle),
                      "torch": lambda: TorchDataLoader(tds, batch_size=64, shuffle=shuffle)}, args.repeats)

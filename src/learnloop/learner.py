@@ -175,7 +175,7 @@ class Learner:
         self("after_backward")
         self.opt.step()
         self("after_step")
-        self.opt.zero_grad()
+        self.opt.zero_grad(set_to_none=True)
 
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl)

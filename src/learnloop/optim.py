@@ -34,10 +34,15 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self.update(p, group)
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self.update_group(params, group)
         return loss
+
+    def update_group(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """Update every parameter of `params` (those of `group` with a grad); by default `update` one by one."""
+        for p in params:
+            self.update(p, group)
 
     def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         """Change `p` in place from `p.grad` and `group`'s settings; subclasses define it."""
@@ -52,17 +57,27 @@ class SGD(Optimizer):
             _check(name, value)
         super().__init__(params, dict(lr=lr, wd=wd, momentum=momentum))
 
-    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        """One SGD step for `p`."""
-        grad = p.grad if group["wd"] == 0 else p.grad.add(p, alpha=group["wd"])
+    def update_group(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """One SGD step for all of `params` at once (torch's `_foreach` ops: a few kernels, not a few per tensor)."""
+        grads = [p.grad for p in params]
+        if group["wd"] != 0:
+            grads = torch._foreach_add(grads, params, alpha=group["wd"])
         if group["momentum"] != 0:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = grad.clone()
-            else:
-                state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
-            grad = state["momentum_buffer"]
-        p.add_(grad, alpha=-group["lr"])
+            grads = self._momentum(params, grads, group["momentum"])
+        torch._foreach_add_(params, grads, alpha=-group["lr"])
+
+    def _momentum(self, params: list[torch.Tensor], grads: list[torch.Tensor], momentum: float) -> list[torch.Tensor]:
+        """`buf = momentum * buf + grad` for each param (`buf = grad` on its first step); returns the bufs."""
+        states = [self.state[p] for p in params]
+        old = [(st["momentum_buffer"], g) for st, g in zip(states, grads) if "momentum_buffer" in st]
+        if old:
+            bufs, old_grads = map(list, zip(*old))
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_add_(bufs, old_grads)
+        for st, g in zip(states, grads):
+            if "momentum_buffer" not in st:
+                st["momentum_buffer"] = g.clone()
+        return [st["momentum_buffer"] for st in states]
 
 
 class AdamW(Optimizer):

@@ -18,6 +18,7 @@ from .schedule import (
     sched_lin,
     sched_no,
 )
+from .speed import ChannelsLast, CompileModel, GradientAccumulation, MixedPrecision
 from .training import TerminateOnNaN
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
     "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds",
+    "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",
 ]  # fmt: skip

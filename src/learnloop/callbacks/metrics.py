@@ -47,13 +47,14 @@ class Recorder(Callback):
         self._metric_values = [[] for _ in self.metrics]
 
     def after_loss(self):
-        self._losses.append(self.loss.detach())
-        self._sizes.append(batch_size(self.yb))
-        if self.training:
-            self.lrs.append(self.opt.param_groups[0]["lr"])
+        learn = self.learn  # read through `learn`: each `self.x` would go through __getattr__, per batch
+        self._losses.append(learn.loss.detach())
+        self._sizes.append(batch_size(learn.yb))
+        if learn.training:
+            self.lrs.append(learn.opt.param_groups[0]["lr"])
             return
-        for metric, values in zip(self.metrics, self._metric_values):
-            values.append(_metric_value(metric, self.preds, self.yb))
+        for metric, values in zip(learn.metrics, self._metric_values):
+            values.append(_metric_value(metric, learn.preds, learn.yb))
 
     def _means(self) -> list[float]:
         """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""

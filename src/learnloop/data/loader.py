@@ -65,11 +65,27 @@ def _take(t: Tensor, idx: Tensor) -> Tensor:
     return t.index_select(0, idx.to(t.device))
 
 
-def _load(ds: Any, idx: Tensor, collate_fn: Callable) -> Any:
-    """One batch of `ds` at indices `idx`: a single gather for a plain ArrayDataset, else sample by sample."""
+def _load(ds: Any, idx: Tensor | slice, collate_fn: Callable) -> Any:
+    """One batch of `ds` at indices `idx` (a slice when in order): a single gather (or view) for a plain
+    ArrayDataset, else sample by sample."""
     if collate_fn is collate and type(ds) is ArrayDataset and ds.tfm_x is None and ds.tfm_y is None:
+        if isinstance(idx, slice):  # in order: views of the dataset's tensors, nothing copied
+            return ds.x[idx], ds.y[idx]
         return _take(ds.x, idx), _take(ds.y, idx)
-    return collate_fn([_get(ds, i) for i in idx.tolist()])
+    indices = range(len(ds))[idx] if isinstance(idx, slice) else idx.tolist()
+    return collate_fn([_get(ds, i) for i in indices])
+
+
+def _pin(batch: Any) -> Any:
+    """`batch` with its tensors in page-locked memory, so their copy to the GPU can overlap compute."""
+    if isinstance(batch, Tensor):
+        return batch.pin_memory()
+    if isinstance(batch, (tuple, list)):
+        fields = [_pin(b) for b in batch]
+        return type(batch)(*fields) if hasattr(batch, "_fields") else type(batch)(fields)  # namedtuple or not
+    if isinstance(batch, Mapping):
+        return {k: _pin(v) for k, v in batch.items()}
+    return batch
 
 
 _worker_state: tuple[Any, Callable] | None = None  # (ds, collate_fn) in each worker process
@@ -102,13 +118,16 @@ class DataLoader:
 
     `batch_tfms` (a callable or a sequence of them) run in order, in this process, on `xb` (the first item of each
     batch) after collate, e.g. `[ToCHW(), Normalize.from_batch(xb)]`. A plain `ArrayDataset` with the default
-    collate is gathered a whole batch at a time (`x[idx]`). Workers start with `mp_context` (a multiprocessing
-    start method; None: the platform's default). `state_dict`/`load_state_dict` resume mid-epoch exactly.
+    collate is gathered a whole batch at a time (`x[idx]`), and unshuffled its batches are views of `x` and `y`
+    (nothing copied: change them out of place, `xb = xb * 2`, not `xb *= 2`). Workers start with `mp_context` (a multiprocessing
+    start method; None: the platform's default). `pin_memory` (on a machine with CUDA) puts batches in page-locked
+    memory, so the Learner's `non_blocking` copies overlap compute. `state_dict`/`load_state_dict` resume mid-epoch
+    exactly.
     """
 
     def __init__(self, ds: Any, bs: int = 64, shuffle: bool = False, n_workers: int = 0,
                  collate_fn: Callable = collate, drop_last: bool = False, seed: int | None = None,
-                 batch_tfms: Tfms = None, mp_context: str | None = None) -> None:
+                 batch_tfms: Tfms = None, mp_context: str | None = None, pin_memory: bool = False) -> None:
         if not isinstance(bs, int) or bs <= 0:
             raise ValueError(f"bs must be a positive integer (samples per batch), got {bs!r}.")
         if not isinstance(n_workers, int) or n_workers < 0:
@@ -121,6 +140,7 @@ class DataLoader:
         self.ds, self.bs, self.shuffle, self.n_workers = ds, bs, shuffle, n_workers
         self.collate_fn, self.drop_last, self.seed = collate_fn, drop_last, seed
         self.batch_tfms = _as_tuple(batch_tfms)
+        self.pin_memory = pin_memory and torch.cuda.is_available()  # page-locked: a non_blocking copy to the GPU
         self.mp_context = multiprocessing.get_context(mp_context)
         self.epoch, self._order, self._batch, self._resume = 0, None, 0, False
 
@@ -147,16 +167,20 @@ class DataLoader:
         else:
             self._order, self._batch = self._epoch_order(self.epoch), 0
             self.epoch += 1
-        order = torch.arange(len(self.ds)) if self._order is None else self._order
-        chunks = order.split(self.bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
+        n, bs = len(self.ds), self.bs
+        if self._order is None:  # in order: slices, which a plain ArrayDataset serves as views
+            starts = range(self._batch * bs, len(self) * bs, bs)
+            return self._batches([slice(i, min(i + bs, n)) for i in starts])
+        chunks = self._order.split(bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
         return self._batches(chunks)
 
-    def _batches(self, chunks: Sequence[Tensor]) -> Iterator[Any]:
+    def _batches(self, chunks: Sequence[Tensor | slice]) -> Iterator[Any]:
         loaded = (self._load_parallel(chunks) if self.n_workers
                   else (_load(self.ds, idx, self.collate_fn) for idx in chunks))
         for batch in loaded:
             self._batch += 1
-            yield self._tfm(batch) if self.batch_tfms else batch
+            batch = self._tfm(batch) if self.batch_tfms else batch
+            yield _pin(batch) if self.pin_memory else batch
 
     def _tfm(self, batch: Any) -> Any:
         xb = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -164,7 +188,7 @@ class DataLoader:
             xb = f(xb)
         return (xb, *batch[1:]) if isinstance(batch, (tuple, list)) else xb
 
-    def _load_parallel(self, chunks: Sequence[Tensor]) -> Iterator[Any]:
+    def _load_parallel(self, chunks: Sequence[Tensor | slice]) -> Iterator[Any]:
         if self.mp_context.get_start_method() != "fork":  # forked workers inherit ds, the others unpickle it
             self._check_picklable()
         pool = ProcessPoolExecutor(self.n_workers, self.mp_context, _init_worker, (self.ds, self.collate_fn))
