@@ -61,6 +61,7 @@ from .callbacks.core import Callback, as_callback  # noqa: E402
 from .callbacks.metrics import Recorder  # noqa: E402
 from .callbacks.progress import ProgressCallback  # noqa: E402
 from .callbacks.training import TerminateOnNaN  # noqa: E402
+from .distributed import default_callbacks, default_device, gather_preds, is_main, unwrap  # noqa: E402
 from .nn.functional import cross_entropy  # noqa: E402
 from .optim import SGD  # noqa: E402
 from .saving import atomic_save, load_checkpoint  # noqa: E402
@@ -82,7 +83,7 @@ class Learner:
         device: str | torch.device | None = None,
     ):
         self.dls = dls if hasattr(dls, "train") else _TrainOnly(dls)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device or default_device())
         self.model = model.to(self.device) or model  # learnloop's Module.to may return None
         self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
         self.opt = opt_func(self.model.parameters(), lr=lr)
@@ -91,7 +92,7 @@ class Learner:
         self.n_epoch, self.epoch, self.iter, self.n_iter, self.training = 1, 0, 0, 0, False
         self.start_epoch = self.start_iter = 0  # where the next fit starts (set by a resume)
         self.dl = self.xb = self.yb = self.preds = self.loss = self.loss_grad = None
-        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else [])
+        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else []) + default_callbacks()
         self.add_cbs(defaults + list(cbs or []))
 
     @property
@@ -136,6 +137,7 @@ class Learner:
     def _resolve_dispatch(self) -> None:
         # Once per change of callbacks, not per batch: a tuple of bound methods per event.
         ordered = sorted(self.cbs, key=lambda cb: cb.order)  # stable: insertion order breaks ties
+        ordered = [cb for cb in ordered if not cb.main_only or is_main()]  # under torchrun, I/O on rank 0 only
         self._dispatch = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(type(cb), e)) for e in EVENTS}
 
     def __call__(self, event: str) -> None:
@@ -245,7 +247,7 @@ class Learner:
                 targets.append(yb)
         finally:
             self.model.train(was_training)
-        return torch.cat(preds), torch.cat(targets)
+        return gather_preds(dl, torch.cat(preds), torch.cat(targets))  # DDP: all ranks' shards, in order
 
     def validate(self, dl: Iterable | None = None) -> dict[str, float]:
         """Loss and metrics over a loader (the valid loader by default), weighted by batch size."""
@@ -273,8 +275,10 @@ class Learner:
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
-        """Save the model's (and optimizer's) state to `path`, atomically."""
-        state = {"model": self.model.state_dict()}
+        """Save the model's (and optimizer's) state to `path`, atomically; under torchrun rank 0 alone writes."""
+        if not is_main():
+            return Path(path)
+        state = {"model": unwrap(self.model).state_dict()}
         if with_opt:
             state["opt"] = self.opt.state_dict()
         return atomic_save(state, path)
@@ -282,7 +286,7 @@ class Learner:
     def load(self, path: str | Path, with_opt: bool = True) -> "Learner":
         """Load what `save` wrote: the model (and optimizer) state."""
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         if with_opt and "opt" in state:
             self.opt.load_state_dict(state["opt"])
         return self

@@ -64,6 +64,7 @@ class TensorBoardCallback(Callback):
     """
 
     order = 70
+    main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(
         self,
@@ -153,6 +154,7 @@ class CSVLogger(Callback):
     """Appends one row per epoch (the keys of `learn.history`) to a CSV file; `append=True` continues one."""
 
     order = 70
+    main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, path: str | os.PathLike = "history.csv", append: bool = False):
         self.path, self.append, self.file = Path(path), append, None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..distributed import all_reduce_sum
 from .core import Callback
 
 if TYPE_CHECKING:
@@ -59,14 +60,17 @@ class Recorder(Callback):
         """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
         losses, sizes, metric_values = self._losses, self._sizes, self._metric_values
         self._reset_phase()
-        if not sizes:
-            return []
-        per_batch = [torch.stack(losses).float()] + [torch.stack(v).float() for v in metric_values if v]
-        table = torch.stack(per_batch).cpu()  # one device->host copy per phase
-        if self.training:
-            self.losses.extend(table[0].tolist())
-        weights = torch.tensor(sizes, dtype=torch.float32)
-        return ((table @ weights) / weights.sum()).tolist()
+        if sizes:
+            per_batch = [torch.stack(losses).float()] + [torch.stack(v).float() for v in metric_values if v]
+            table = torch.stack(per_batch).cpu()  # one device->host copy per phase
+            if self.training:
+                self.losses.extend(table[0].tolist())  # this rank's batches (under DDP)
+            weights = torch.tensor(sizes, dtype=torch.float32)
+            totals = torch.cat([table @ weights, weights.sum().view(1)])  # weighted sums, then the count
+        else:  # a rank may have no valid batch under DDP; it still joins the reduction below
+            totals = torch.zeros(1 + (0 if self.training else len(metric_values)) + 1)
+        totals = all_reduce_sum(totals)  # DDP: one collective per phase, full-dataset figures on every rank
+        return (totals[:-1] / totals[-1]).tolist() if totals[-1] > 0 else []
 
     def after_train(self):
         means = self._means()

@@ -93,6 +93,15 @@ def _worker_load(idx: Tensor) -> Any:
         raise RuntimeError(f"DataLoader worker failed: {error}\n\nWorker traceback:\n{tb}") from None
 
 
+def shard_indices(order: Tensor, rank: int, world_size: int, even: bool) -> Tensor:
+    """Rank `rank`'s share `order[rank::world_size]`; `even` first pads `order` with its own head to a multiple of
+    `world_size` (as torch's DistributedSampler), so every rank gets the same number of samples."""
+    if even and len(order) % world_size:
+        pad = world_size - len(order) % world_size
+        order = torch.cat([order, order.repeat(math.ceil(pad / len(order)))[:pad]])
+    return order[rank::world_size]
+
+
 def _as_tuple(tfms: Tfms) -> tuple[Callable, ...]:
     return () if tfms is None else (tfms,) if callable(tfms) else tuple(tfms)
 
@@ -123,6 +132,7 @@ class DataLoader:
         self.batch_tfms = _as_tuple(batch_tfms)
         self.mp_context = multiprocessing.get_context(mp_context)
         self.epoch, self._order, self._batch, self._resume = 0, None, 0, False
+        self.rank, self.world_size, self.even = 0, 1, True  # this process's shard: see `set_shard`
 
     @property
     def dataset(self) -> Any:
@@ -130,8 +140,19 @@ class DataLoader:
         return self.ds
 
     def __len__(self) -> int:
-        n = len(self.ds)
+        n = self._n_samples()
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def set_shard(self, rank: int, world_size: int, even: bool = True) -> None:
+        """Yield only shard `rank` of `world_size` of every epoch's order (DDP); `even` pads so all shards are equal
+        (training: every rank runs the same number of batches), else each sample is in exactly one shard (validation)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
+        self.rank, self.world_size, self.even = rank, world_size, even
+
+    def _n_samples(self) -> int:
+        n, w = len(self.ds), self.world_size
+        return n if w == 1 else math.ceil(n / w) if self.even else len(range(self.rank, n, w))
 
     def _epoch_order(self, epoch: int) -> Tensor | None:
         """Epoch `epoch`'s indices: None (in order), or a permutation seeded by `seed + epoch` (or global RNG)."""
@@ -148,6 +169,8 @@ class DataLoader:
             self._order, self._batch = self._epoch_order(self.epoch), 0
             self.epoch += 1
         order = torch.arange(len(self.ds)) if self._order is None else self._order
+        if self.world_size > 1:  # the full order is kept (and checkpointed): the same on every rank
+            order = shard_indices(order, self.rank, self.world_size, self.even)
         chunks = order.split(self.bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
         return self._batches(chunks)
 
