@@ -1,4 +1,4 @@
-"""`python -m learnloop ...` runs the `learnloop` command (and `torchrun -m learnloop ...` runs it on every rank)."""
+"""`python -m learnloop`: the `learnloop` command."""
 
 import sys
 
