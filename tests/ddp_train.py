@@ -3,7 +3,7 @@
 Part A: learnloop's loaders and CNN (a learnloop Module, into DDP through its torch view), one-cycle, a CSV
 and a TensorBoard logger, the default progress table. Part B, in the same process group: a torch MLP on
 torch DataLoaders. Each rank writes OUT/rank<R>.json (what it saw) and OUT/weights<R>_<part>.pt; its stdout
-goes to OUT/stdout<R>.txt. Usage: python tests/ddp_train.py OUT
+goes to OUT/stdout<R>.txt. Usage: python tests/ddp_train.py OUT [--crash] (--crash: rank 1 raises mid-fit)
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ class CountBatches(Callback):
             self.in_fit = {**self.learn.validate(), "n_preds": len(preds), "targets_sum": int(targets.sum())}
 
 
-def main(out: Path) -> None:
+class CrashOnRank1(Callback):
+    """Raises on rank 1 at its fourth training batch, while rank 0 goes on into the next all-reduce."""
+
+    def after_batch(self):
+        if self.training and self.iter == 3 and dist.rank() == 1:
+            raise ValueError("rank 1 fails on purpose")
+
+
+def main(out: Path, crash: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     r = dist.rank()
     sys.stdout = open(out / f"stdout{r}.txt", "w")  # the progress table goes to sys.stdout
@@ -55,7 +63,8 @@ def main(out: Path) -> None:
     model = simple_cnn(in_channels=1, n_classes=10, widths=(8, 16))
     count = CountBatches()
     loggers = [CSVLogger(out / "history.csv"), TensorBoardCallback(out / "tb")]
-    learn = Learner(model, dls, lr=0.3, metrics=[accuracy], cbs=[count, *loggers], device="cpu")
+    learn = Learner(model, dls, lr=0.3, metrics=[accuracy], cbs=[count, *loggers, *([CrashOnRank1()] if crash else [])],
+                    device="cpu")
     learn.fit_one_cycle(2)
     learn.save(out / "model.pt")
     torch.save(learn.model.state_dict(), out / f"weights{r}_a.pt")
@@ -81,4 +90,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), crash="--crash" in sys.argv[2:])

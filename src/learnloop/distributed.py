@@ -15,7 +15,9 @@ for every rank (`barrier`) and destroys it, so no rank exits while another is st
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from datetime import timedelta
@@ -36,6 +38,7 @@ __all__ = [
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)  # a rank stuck in a collective fails after this, instead of hanging
 _created_group = False  # whether learnloop created the default process group (and so must destroy it)
+_failed = False  # a fit on this rank raised: the other ranks may never reach a barrier
 
 
 # -- where this process stands ---------------------------------------------------------------
@@ -87,7 +90,9 @@ def setup(device: torch.device | str = "cpu", timeout: timedelta = DEFAULT_TIMEO
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        # device_id (torch >= 2.3) binds the group to this GPU, so barriers need not guess it
+        bind = {"device_id": device} if "device_id" in inspect.signature(dist.init_process_group).parameters else {}
+        dist.init_process_group("nccl", timeout=timeout, **bind)
     else:
         dist.init_process_group("gloo", timeout=timeout)
     _created_group = True
@@ -101,8 +106,13 @@ def teardown() -> None:
     if not (_created_group and dist.is_initialized()):
         return
     _created_group = False
+    # After an error (in a fit, or uncaught: sys.last_value) the others may be stuck in a collective that
+    # this rank will never join; waiting for them would hang until the timeout, so leave at once: they fail
+    # on the closed connection, and torchrun stops the run.
+    crashed = _failed or getattr(sys, "last_value", None) is not None
     try:
-        dist.barrier()  # no rank leaves while another still needs it
+        if not crashed:
+            dist.barrier()  # no rank leaves while another still needs it
     finally:
         dist.destroy_process_group()
 
@@ -241,6 +251,10 @@ class DistributedCallback(Callback):
             sampler.set_epoch(self.epoch)  # a new shuffle every epoch, the same on every rank
 
     def after_fit(self):
+        global _failed
+        # the Learner runs after_fit inside its `except` when the fit raised (not when it was cancelled):
+        # sys.exc_info() is then that error
+        _failed = _failed or sys.exc_info()[1] is not None
         while self._undo:  # also after an error: learn.model and the loaders are the user's again
             self._undo.pop()()
 
