@@ -127,8 +127,12 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def fit_with_schedule(learn, args: argparse.Namespace, cbs: list) -> None:
-    """Fit for `args.epochs` under the schedule `args.sched`."""
-    learn.fit(args.epochs, lr=args.lr, cbs=cbs)
+    """Fit for `args.epochs` under the schedule `args.sched`; checkpoints to OUT/last.ckpt, `--resume` continues it."""
+    from .callbacks import Checkpoint
+
+    ckpt = args.out / "last.ckpt"
+    cbs = [*cbs, Checkpoint(ckpt, every_n_batches=getattr(args, "ckpt_every", None))]
+    learn.fit(args.epochs, lr=args.lr, cbs=cbs, resume=ckpt if getattr(args, "resume", False) else None)
 
 
 def run_lr_find(args: argparse.Namespace) -> int:
