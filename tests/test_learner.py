@@ -322,3 +322,40 @@ def test_progress_prints_one_row_per_epoch(make_dls, make_mlp, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "valid_accuracy", "time"]
     assert [line.split()[0] for line in lines[1:]] == ["0", "1"]
+
+
+def test_keras_style_fit_on_numpy_arrays(digits_tensors, make_mlp):
+    xt, yt, xv, yv = (t.numpy() for t in digits_tensors)
+    seen = []
+
+    class Logger:
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, sorted(logs)))
+
+    learn = learnloop.fit(make_mlp(), xt, yt, epochs=5, batch_size=32, validation_data=(xv, yv),
+                          callbacks=[Logger()], lr=0.1, metrics=[accuracy], progress=False)  # fmt: skip
+    assert [e for e, _ in seen] == [0, 1, 2, 3, 4]
+    assert seen[0][1] == ["loss", "lr", "val_accuracy", "val_loss"]
+    assert learn.history[-1]["valid_accuracy"] > 0.9
+
+
+def test_keras_style_fit_without_validation(digits_tensors, make_mlp):
+    xt, yt, _, _ = digits_tensors
+    learn = learnloop.fit(make_mlp(), xt, yt, epochs=2, lr=0.1, progress=False)
+    assert learn.dls.valid is None and learn.history[1]["train_loss"] < learn.history[0]["train_loss"]
+
+
+def test_simple_cnn_on_digits_with_learnloops_own_pieces_reaches_93_percent():
+    from learnloop.data import DataLoaders, Normalize
+    from learnloop.data.datasets import digits
+    from learnloop.nn import simple_cnn
+
+    train_ds, valid_ds = digits()
+    norm = Normalize.from_batch(train_ds.x)
+    dls = DataLoaders.from_dsets(train_ds, valid_ds, bs=32, seed=0, batch_tfms=[norm])
+    torch.manual_seed(0)
+    model = simple_cnn(in_channels=1, n_classes=10, widths=(16, 32, 64))
+    learn = Learner(model, dls, lr=0.1, metrics=[accuracy], progress=False)
+    learn.fit(10)
+    assert max(row["valid_accuracy"] for row in learn.history) >= 0.93
+    assert learn.history[-1]["train_loss"] < learn.history[0]["train_loss"] / 3

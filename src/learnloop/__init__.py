@@ -8,13 +8,14 @@ from .learner import (
     CancelValidateException,
     Learner,
 )
+from .api import fit
 from .callbacks import Callback
 from .saving import load_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Learner", "Callback", "load_checkpoint",
+    "Learner", "Callback", "fit", "load_checkpoint",
     "CancelBatchException", "CancelTrainException", "CancelValidateException",
     "CancelEpochException", "CancelFitException",
 ]  # fmt: skip

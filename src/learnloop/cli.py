@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "folder": {"arch": "simple_cnn", "epochs": 5, "lr": 0.1, "bs": 64, "sched": "onecycle"},
 }
 ARCHS = ("simple_cnn", "bn_cnn")
-SCHEDS = ("onecycle", "step", "cos", "none")
+SCHEDULES = ("onecycle", "step", "cos", "none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", type=Path, help="output folder (default runs/<DATA>)")
     fit.add_argument("--epochs", type=int, help="number of epochs (default per dataset)")
     fit.add_argument("--lr", type=float, help="learning rate; the peak lr with --sched onecycle")
-    fit.add_argument("--sched", choices=SCHEDS, help="lr schedule (default onecycle)")
+    fit.add_argument("--sched", choices=SCHEDULES, help="lr schedule (default onecycle)")
     fit.add_argument("--one-cycle", dest="sched", action="store_const", const="onecycle", help="same as --sched onecycle")
     fit.add_argument("--ckpt-every", type=int, default=None, metavar="N", help="checkpoint to OUT/last.ckpt every N batches (default: every epoch)")
     fit.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
@@ -76,7 +77,7 @@ def make_learner(args: argparse.Namespace, **kwargs: Any):
     train_ds, valid_ds = load_datasets(args)
     dls = DataLoaders.from_dsets(train_ds, valid_ds, bs=args.bs, n_workers=args.workers, seed=args.seed)
     xb, _ = train_ds[0]
-    n_classes = int(max(int(train_ds.y.max()), int(valid_ds.y.max())) + 1) if hasattr(train_ds, "y") else len(train_ds.vocab)
+    n_classes = len(train_ds.vocab) if hasattr(train_ds, "vocab") else int(train_ds.y.max()) + 1
     model = make_model(args.arch, in_channels=xb.shape[0], n_classes=n_classes)
     smoothing = getattr(args, "label_smoothing", 0.0)
     loss_func = (lambda p, t: functional.cross_entropy(p, t, label_smoothing=smoothing)) if smoothing else functional.cross_entropy
@@ -131,13 +132,48 @@ def fit_with_schedule(learn, args: argparse.Namespace, cbs: list) -> None:
     from .callbacks import Checkpoint
 
     ckpt = args.out / "last.ckpt"
-    cbs = [*cbs, Checkpoint(ckpt, every_n_batches=getattr(args, "ckpt_every", None))]
-    learn.fit(args.epochs, lr=args.lr, cbs=cbs, resume=ckpt if getattr(args, "resume", False) else None)
+    cbs = [*cbs, *schedule_cbs(args.sched, args.lr, args.epochs), Checkpoint(ckpt, every_n_batches=args.ckpt_every)]
+    learn.fit(args.epochs, lr=args.lr, cbs=cbs, resume=ckpt if args.resume else None)
+
+
+def schedule_cbs(name: str, lr: float, n_epoch: int) -> list:
+    """The callbacks for `--sched NAME`: one-cycle peaking at `lr`, StepLR (x0.1 every third of the
+    epochs), cosine annealing from `lr` to 0, or none (a constant lr)."""
+    from .callbacks.schedule import OneCycle, ParamScheduler, TorchScheduler, sched_cos
+
+    if name == "onecycle":
+        return [OneCycle(lr)]
+    if name == "step":
+        return [TorchScheduler(partial(_step_lr_from, lr, max(n_epoch // 3, 1)))]
+    if name == "cos":
+        return [ParamScheduler("lr", sched_cos(lr, 0.0))]
+    if name == "none":
+        return []
+    raise ValueError(f"Unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}.")
+
+
+def _step_lr_from(lr: float, step_size: int, opt):
+    from torch.optim.lr_scheduler import StepLR
+
+    from .callbacks.schedule import set_hp
+
+    set_hp(opt, "lr", lr)
+    for group in opt.param_groups:  # StepLR starts from `initial_lr` when an earlier scheduler left one
+        group.pop("initial_lr", None)
+    return StepLR(opt, step_size=step_size, gamma=0.1)
 
 
 def run_lr_find(args: argparse.Namespace) -> int:
-    """`learnloop lr-find`: print the suggested lr and write OUT/lr_find.png."""
-    raise NotImplementedError
+    """`learnloop lr-find`: print the suggestions and write OUT/lr_find.png."""
+    learn = make_learner(args, progress=False)
+    result = learn.lr_find()
+    path = Path(args.out) / "lr_find.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.plot(path)
+    for rule, lr in result.suggestions.items():
+        print(f"{rule:>10}: {lr:.3g}")
+    print(f"suggested lr: {result.suggestion:.3g} (plot: {path})")
+    return 0
 
 
 if __name__ == "__main__":

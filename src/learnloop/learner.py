@@ -5,8 +5,6 @@ Everything else (recording, progress, schedules, checkpoints, loggers) is a call
 
 from __future__ import annotations
 
-import difflib
-import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,8 +56,8 @@ EVENTS: tuple[str, ...] = (
 
 # The callback modules import the exceptions above from here, so these imports come after them.
 from .callbacks.checkpoint import Resume  # noqa: E402
-from .callbacks.core import Callback, as_callback  # noqa: E402
-from .callbacks.metrics import Recorder  # noqa: E402
+from .callbacks.core import Callback, as_callback, warn_unknown_events  # noqa: E402
+from .callbacks.metrics import Recorder, metric_name  # noqa: E402
 from .callbacks.progress import ProgressCallback  # noqa: E402
 from .callbacks.training import TerminateOnNaN  # noqa: E402
 from .diagnose import check_train_loader, explain  # noqa: E402
@@ -111,7 +109,7 @@ class Learner:
         """Add callbacks (learnloop's or Keras-style objects); return them as learnloop callbacks."""
         added = [as_callback(cb) for cb in cbs]
         for cb in added:
-            _warn_unknown_events(cb)
+            warn_unknown_events(cb, EVENTS)
             cb.learn = self
             setattr(self, cb.name, cb)
             self.cbs.append(cb)
@@ -245,19 +243,27 @@ class Learner:
         return [t.to(self.device, non_blocking=True) if hasattr(t, "to") else t for t in batch]
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def get_preds(self, dl: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's outputs and the targets over a loader (the valid loader by default)."""
-        dl = self._eval_loader(dl)
-        was_training, preds, targets = self.model.training, [], []
+    @contextmanager
+    def _evaluating(self):
+        was_training = self.model.training
         self.model.eval()
         try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.model.train(was_training)
+
+    def get_preds(self, dl: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs and the targets over a loader (the valid loader by default)."""
+        dl = self.dls.valid if dl is None else dl
+        if dl is None:
+            raise ValueError("There is no valid loader: pass one, e.g. learn.validate(test_dl).")
+        preds, targets = [], []
+        with self._evaluating():
             for batch in dl:
                 xb, yb = self._to_device(batch)
                 preds.append(self.model(xb))
                 targets.append(yb)
-        finally:
-            self.model.train(was_training)
         return torch.cat(preds), torch.cat(targets)
 
     def validate(self, dl: Iterable | None = None) -> dict[str, float]:
@@ -268,21 +274,10 @@ class Learner:
             results[metric_name(metric)] = float(metric(preds, targets))
         return results
 
-    @torch.no_grad()
     def predict(self, x: Any) -> torch.Tensor:
         """The model's output for one sample (no batch dimension in or out)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._evaluating():
             return self.model(torch.as_tensor(x).unsqueeze(0).to(self.device))[0]
-        finally:
-            self.model.train(was_training)
-
-    def _eval_loader(self, dl: Iterable | None) -> Iterable:
-        dl = self.dls.valid if dl is None else dl
-        if dl is None:
-            raise ValueError("There is no valid loader: pass one, e.g. learn.validate(test_dl).")
-        return dl
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
@@ -306,22 +301,3 @@ class _TrainOnly:
 
     def __init__(self, train: Iterable):
         self.train, self.valid = train, None
-
-
-def metric_name(metric: Callable) -> str:
-    """A metric's name: its `__name__`, or its class's name for callable objects."""
-    return getattr(metric, "__name__", type(metric).__name__)
-
-
-def _warn_unknown_events(cb: Callback) -> None:
-    for name in dir(type(cb)):
-        if name in EVENTS or name.startswith("_") or hasattr(Callback, name):
-            continue
-        close = difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.85)
-        if close:
-            warnings.warn(
-                f"{type(cb).__name__}.{name} is not an event, so it never runs; did you mean "
-                f"{close[0]!r}? Events: {', '.join(EVENTS)}",
-                stacklevel=3,
-            )
-

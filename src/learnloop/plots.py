@@ -100,19 +100,11 @@ def plot_metrics(learn: Any, path: PathLike = None) -> Figure:
 
 
 def plot_activation_stats(stats: Any, path: PathLike = None) -> Figure:
-    """Per layer over training batches: output mean, std, and share near zero (an `ActivationStats` or learner)."""
+    """Per layer over training batches: output mean, std, share near zero (an `ActivationStats` or learner)."""
     stats = getattr(stats, "activation_stats", stats)  # a learner holds it at .activation_stats
-    if not any(len(s) for s in stats.stats.values()):
+    if stats.layer_stats is None or not any(stats.layer_stats.records):
         raise ValueError("Nothing to plot: ActivationStats recorded no batches. Fit with it first.")
-    fig, axes = _figure(3, panel_size=(4.5, 3.5))
-    titles = ("mean", "std", f"share |x| < {stats.near_zero:g}")
-    for col, (ax, title) in enumerate(zip(axes, titles)):
-        for name, values in stats.stats.items():
-            ax.plot(values[:, col].tolist(), label=name)
-        ax.set(title=title, xlabel=f"recorded batch (every {stats.every})")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
-    return _finish(fig, path)
+    return plot_layer_stats(stats.layer_stats, path, names=stats.names, every=stats.every)
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
@@ -189,48 +181,15 @@ def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None) -> list[dict]
     ]
 
 
-def plot_layer_stats(stats: Any, path: PathLike = None) -> Figure:
+def plot_layer_stats(stats: Any, path: PathLike = None, names: Sequence[str] | None = None, every: int = 1) -> Figure:
     """Mean, std and near-zero share of each layer's output over batches (a `learnloop.nn.LayerStats`)."""
     fig, axes = _figure(3, panel_size=(4.5, 3.5))
-    eps = getattr(stats, "eps", None)
-    near_zero = "share near zero" if eps is None else f"share with |x| < {eps:g}"
-    panels = [("mean", stats.means), ("std", stats.stds), (near_zero, stats.near_zero)]
+    names = names or [f"layer {i}" for i in range(len(stats.records))]
+    panels = [("mean", stats.means), ("std", stats.stds), (f"share |x| < {stats.eps:g}", stats.near_zero)]
     for ax, (title, per_layer) in zip(axes, panels):
-        for i, values in enumerate(per_layer):
-            ax.plot(values, label=f"layer {i}")
-        ax.set(title=title, xlabel="batch")
-    axes[0].legend(fontsize="small")
-    return _finish(fig, path)
-
-
-def plot_lr_find(
-    lrs: Sequence[float], losses: Sequence[float], suggestions: dict[str, float], path: PathLike = None
-) -> Figure:
-    """An LR finder's loss vs lr on a log x axis, each suggested lr marked on the curve."""
-    import numpy as np
-
-    fig, (ax,) = _figure()
-    ax.plot(lrs, losses)
-    for (rule, lr), marker in zip(suggestions.items(), "o^sDv*"):
-        if lr == lr and lrs:  # NaN when there were too few points
-            loss = np.interp(np.log(lr), np.log(lrs), losses)  # where the curve is at that lr
-            ax.plot(lr, loss, marker, markersize=8, label=f"{rule}: {lr:.2g}")
-    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="loss (smoothed)")
-    if len(losses) > 1:  # frame the descent: the climb past the minimum would squash it flat
-        lowest = int(np.argmin(losses))
-        low, high = losses[lowest], max(losses[: lowest + 1])
-        pad = 0.1 * (high - low) or 0.1 * abs(low) or 0.1
-        ax.set_ylim(low - pad, high + 2 * pad)
-    if suggestions:
-        ax.legend()
-    return _finish(fig, path)
-
-
-def plot_sched(values: dict[str, Sequence[float]], path: PathLike = None) -> Figure:
-    """Each hyper-parameter's value per training batch, one panel each (e.g. `recorder.hps`)."""
-    fig, axes = _figure(max(len(values), 1), panel_size=(4.5, 3.5))
-    for ax, (name, per_batch) in zip(axes, values.items()):
-        ax.plot(per_batch)
-        ax.set(title=name, xlabel="training batch")
+        for name, values in zip(names, per_layer):
+            ax.plot(values, label=name)
+        ax.set(title=title, xlabel="batch" if every == 1 else f"recorded batch (every {every})")
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
     return _finish(fig, path)

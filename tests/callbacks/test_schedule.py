@@ -20,9 +20,7 @@ from learnloop.callbacks.schedule import (
     ParamScheduler,
     TorchScheduler,
     combine_scheds,
-    lr_find_command,
     preserved,
-    schedule_cbs,
     sched_cos,
     sched_exp,
     sched_lin,
@@ -329,20 +327,6 @@ def test_torch_scheduler_bad_per():
         TorchScheduler(partial(StepLR, step_size=1), per="step")
 
 
-@pytest.mark.parametrize("name, first", [("onecycle", 0.02), ("step", 0.2), ("cos", 0.2)])
-def test_schedule_cbs_for_the_cli(learner, name, first):
-    learn = learner(bs=512)  # lr 0.01 until the schedule sets it
-    learn.fit(3, cbs=schedule_cbs(name, 0.2, 3))
-    lrs = learn.recorder.lrs
-    assert lrs[0] == pytest.approx(first) and max(lrs) == pytest.approx(0.2, rel=0.05)
-    assert lrs[-1] < 0.2 / 5
-
-
-def test_schedule_cbs_unknown_name_lists_the_choices():
-    with pytest.raises(ValueError, match="choose one of onecycle, step, cos, none"):
-        schedule_cbs("linear", 0.1, 3)
-
-
 # -- plots -------------------------------------------------------------------------------------
 def _png_size(path) -> tuple[int, int]:
     with Image.open(path) as img:
@@ -350,11 +334,10 @@ def _png_size(path) -> tuple[int, int]:
         return img.size
 
 
-def test_plots_are_real_pngs(learner, tmp_path, capsys):
+def test_plots_are_real_pngs(learner, tmp_path):
     learn = learner(bs=128, opt_func=partial(SGD, momentum=0.9))
-    suggestion = lr_find_command(learn, tmp_path / "out")
-    assert f"suggested lr: {suggestion:.3g}" in capsys.readouterr().out
-    assert _png_size(tmp_path / "out" / "lr_find.png") == (600, 400)
+    learn.lr_find().plot(tmp_path / "lr_find.png")
+    assert _png_size(tmp_path / "lr_find.png") == (600, 400)
     learn.fit_one_cycle(2, lr_max=0.2)
     fig = learn.recorder.plot_sched(tmp_path / "sched.png")
     assert [ax.get_title() for ax in fig.axes] == ["lr", "momentum"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 # The learner attributes a callback reads through `self.x` (DESIGN.md, "Learner contract").
@@ -71,3 +73,17 @@ def as_callback(obj: Any) -> Callback:
         f"{obj!r} is not a callback: subclass learnloop.Callback and define event methods "
         f"(before_fit, after_batch, ...), or give it Keras-style methods ({', '.join(KERAS_HOOKS)})."
     )
+
+
+def warn_unknown_events(cb: Callback, events: Sequence[str]) -> None:
+    """Warn about methods of `cb` that look like a misspelled event (`befor_fit`): they would never run."""
+    for name in dir(type(cb)):
+        if name in events or name.startswith("_") or hasattr(Callback, name):
+            continue
+        close = difflib.get_close_matches(name, events, n=1, cutoff=0.85)
+        if close:
+            warnings.warn(
+                f"{type(cb).__name__}.{name} is not an event, so it never runs; did you mean "
+                f"{close[0]!r}? Events: {', '.join(events)}",
+                stacklevel=4,
+            )

@@ -78,7 +78,7 @@ class Recorder(Callback):
             return
         self.row["valid_loss"] = means[0]
         for metric, value in zip(self.metrics, means[1:]):
-            self.row[f"valid_{_name(metric)}"] = value
+            self.row[f"valid_{metric_name(metric)}"] = value
 
     def after_epoch(self):
         if self.row is None:  # cancelled before this epoch began
@@ -136,7 +136,8 @@ class Recorder(Callback):
         return plot_metrics(self.learn, path)
 
 
-def _name(metric) -> str:
+def metric_name(metric) -> str:
+    """A metric's name: its `__name__`, or its class's name for callable objects."""
     return getattr(metric, "__name__", type(metric).__name__)
 
 
@@ -145,13 +146,13 @@ def _metric_value(metric, preds: torch.Tensor, targets: torch.Tensor) -> torch.T
         value = metric(preds, targets)
     except Exception as e:
         raise RuntimeError(
-            f"metric {_name(metric)!r} raised on preds of shape {tuple(preds.shape)} and targets of "
+            f"metric {metric_name(metric)!r} raised on preds of shape {tuple(preds.shape)} and targets of "
             f"shape {tuple(targets.shape)}: {e}"
         ) from e
     value = torch.as_tensor(value).detach()
     if value.ndim != 0:
         raise ValueError(
-            f"metric {_name(metric)!r} returned a tensor of shape {tuple(value.shape)}; a metric must "
+            f"metric {metric_name(metric)!r} returned a tensor of shape {tuple(value.shape)}; a metric must "
             f"return one number per batch (e.g. reduce it with .mean())."
         )
     return value

@@ -468,39 +468,3 @@ def lr_find(
         learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
         learn.fit(n_epoch, cbs=[finder])
     return finder.result()
-
-
-def lr_find_command(learn: Any, out_dir: str | Path) -> float:
-    """`learnloop lr-find`: run the finder, print the suggestions, write `out_dir/lr_find.png`."""
-    result = learn.lr_find()
-    path = Path(out_dir) / "lr_find.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result.plot(path)
-    for rule, lr in result.suggestions.items():
-        print(f"{rule:>10}: {lr:.3g}")
-    print(f"suggested lr: {result.suggestion:.3g} (plot: {path})")
-    return result.suggestion
-
-
-SCHEDULES = ("onecycle", "step", "cos", "none")
-
-
-def schedule_cbs(name: str, lr: float, n_epoch: int) -> list[Callback]:
-    """The callbacks for `learnloop fit --sched NAME`: one-cycle to `lr`, StepLR (x0.1 every third of
-    the epochs), cosine annealing from `lr` to 0, or none (a constant lr)."""
-    if name == "onecycle":
-        return [OneCycle(lr)]
-    if name == "step":
-        return [TorchScheduler(partial(_step_lr_from, lr, max(n_epoch // 3, 1)))]
-    if name == "cos":
-        return [ParamScheduler("lr", sched_cos(lr, 0.0))]
-    if name == "none":
-        return []
-    raise ValueError(f"Unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}.")
-
-
-def _step_lr_from(lr: float, step_size: int, opt: torch.optim.Optimizer) -> Any:
-    set_hp(opt, "lr", lr)
-    for group in opt.param_groups:  # StepLR starts from `initial_lr` when an earlier scheduler left one
-        group.pop("initial_lr", None)
-    return torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=0.1)

@@ -1,0 +1,84 @@
+"""The `learnloop` command: fit and lr-find on digits, its files, its errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from learnloop import Learner
+from learnloop.cli import main, schedule_cbs
+from learnloop.metrics import accuracy
+
+
+def test_fit_digits_prints_the_table_and_writes_its_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "digits", "--epochs", "3", "--out", str(out), "--no-tensorboard"]) == 0
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line[:1].isdigit()]
+    assert [line.split()[0] for line in lines] == ["0", "1", "2"]
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 3 and float(rows[-1]["valid_accuracy"]) >= 0.9
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert "model" in state and "opt" in state
+    with Image.open(out / "loss.png") as img:
+        assert img.format == "PNG" and img.size[0] >= 400
+
+
+def test_the_installed_command_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "learnloop", "fit", "digits", "--epochs", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "train_loss" in result.stdout and (tmp_path / "tb").is_dir()
+    assert "tensorboard --logdir" in result.stdout
+
+
+def test_lr_find_prints_a_suggestion_and_writes_the_plot(tmp_path, capsys):
+    assert main(["lr-find", "digits", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    suggestion = float(printed.split("suggested lr: ")[1].split()[0])
+    assert 1e-3 < suggestion < 5
+    with Image.open(tmp_path / "lr_find.png") as img:
+        assert img.format == "PNG"
+
+
+def test_unknown_dataset_is_a_clear_error(capsys):
+    assert main(["fit", "no-such-data", "--out", "unused"]) == 2
+    assert "use 'digits', 'mnist', or the path of an image folder" in capsys.readouterr().err
+
+
+def test_missing_mnist_file_names_where_to_put_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("LEARNLOOP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["fit", "mnist", "--out", str(tmp_path / "o")]) == 2
+    assert "LEARNLOOP_DATA" in capsys.readouterr().err
+
+
+@pytest.fixture
+def learner(make_dls, make_mlp):
+    def make(bs: int = 32, seed: int = 0, **kwargs) -> Learner:
+        return Learner(make_mlp(seed), make_dls(bs, seed), metrics=[accuracy], progress=False, **kwargs)
+
+    return make
+
+
+@pytest.mark.parametrize("name, first", [("onecycle", 0.02), ("step", 0.2), ("cos", 0.2)])
+def test_schedule_cbs_for_the_cli(learner, name, first):
+    learn = learner(bs=512)  # lr 0.01 until the schedule sets it
+    learn.fit(3, cbs=schedule_cbs(name, 0.2, 3))
+    lrs = learn.recorder.lrs
+    assert lrs[0] == pytest.approx(first) and max(lrs) == pytest.approx(0.2, rel=0.05)
+    assert lrs[-1] < 0.2 / 5
+
+
+def test_schedule_cbs_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of onecycle, step, cos, none"):
+        schedule_cbs("linear", 0.1, 3)
+
+
