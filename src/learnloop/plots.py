@@ -193,3 +193,36 @@ def plot_layer_stats(stats: Any, path: PathLike = None, names: Sequence[str] | N
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     return _finish(fig, path)
+
+
+def plot_lr_find(
+    lrs: Sequence[float], losses: Sequence[float], suggestions: dict[str, float], path: PathLike = None
+) -> Figure:
+    """An LR finder's loss vs lr on a log x axis, each suggested lr marked on the curve."""
+    import numpy as np
+
+    fig, (ax,) = _figure()
+    ax.plot(lrs, losses)
+    for (rule, lr), marker in zip(suggestions.items(), "o^sDv*"):
+        if lr == lr and lrs:  # NaN when there were too few points
+            loss = np.interp(np.log(lr), np.log(lrs), losses)  # where the curve is at that lr
+            ax.plot(lr, loss, marker, markersize=8, label=f"{rule}: {lr:.2g}")
+    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="loss (smoothed)")
+    if len(losses) > 1:  # frame the descent: the climb past the minimum would squash it flat
+        lowest = int(np.argmin(losses))
+        low, high = losses[lowest], max(losses[: lowest + 1])
+        pad = 0.1 * (high - low) or 0.1 * abs(low) or 0.1
+        ax.set_ylim(low - pad, high + 2 * pad)
+    if suggestions:
+        ax.legend()
+    return _finish(fig, path)
+
+
+def plot_sched(values: dict[str, Sequence[float]], path: PathLike = None) -> Figure:
+    """Each hyper-parameter's value per training batch, one panel each (e.g. `recorder.hps`)."""
+    fig, axes = _figure(max(len(values), 1), panel_size=(4.5, 3.5))
+    for ax, (name, per_batch) in zip(axes, values.items()):
+        ax.plot(per_batch)
+        ax.set(title=name, xlabel="training batch")
+        ax.grid(alpha=0.3)
+    return _finish(fig, path)
