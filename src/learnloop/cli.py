@@ -128,8 +128,12 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def fit_with_schedule(learn, args: argparse.Namespace, cbs: list) -> None:
-    """Fit for `args.epochs` under the schedule `args.sched`."""
-    learn.fit(args.epochs, lr=args.lr, cbs=cbs + schedule_cbs(args.sched, args.lr, args.epochs))
+    """Fit for `args.epochs` under the schedule `args.sched`; checkpoints to OUT/last.ckpt, `--resume` continues it."""
+    from .callbacks import Checkpoint
+
+    ckpt = args.out / "last.ckpt"
+    cbs = [*cbs, *schedule_cbs(args.sched, args.lr, args.epochs), Checkpoint(ckpt, every_n_batches=args.ckpt_every)]
+    learn.fit(args.epochs, lr=args.lr, cbs=cbs, resume=ckpt if args.resume else None)
 
 
 def schedule_cbs(name: str, lr: float, n_epoch: int) -> list:
