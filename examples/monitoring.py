@@ -12,31 +12,13 @@ from __future__ import annotations
 import argparse
 
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from learnloop import Callback, Learner
 from learnloop.callbacks import CSVLogger, TensorBoardCallback
+from learnloop.data import DataLoaders
+from learnloop.data.datasets import digits
 from learnloop.metrics import accuracy
-
-
-class DigitsLoaders:
-    """scikit-learn's 8x8 digits as (N, 1, 8, 8) floats in [0, 1]: a fixed 80/20 train/valid split.
-
-    Stand-in until learnloop.data lands; then replace this class and the `DigitsLoaders(...)` call with
-    `from learnloop.data.datasets import digits` and `dls = digits(bs=args.bs)`.
-    """
-
-    def __init__(self, bs: int = 64, seed: int = 0):
-        data = load_digits()
-        x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16
-        y = torch.tensor(data.target, dtype=torch.int64)
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        valid, train = order[: len(x) // 5], order[len(x) // 5 :]
-        gen = torch.Generator().manual_seed(seed)
-        self.train = DataLoader(TensorDataset(x[train], y[train]), batch_size=bs, shuffle=True, generator=gen)
-        self.valid = DataLoader(TensorDataset(x[valid], y[valid]), batch_size=bs * 2)
 
 
 class MyModel(nn.Module):
@@ -76,7 +58,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    dls = DigitsLoaders(bs=args.bs)
+    # scikit-learn's 8x8 digits, (1, 8, 8) floats in [0, 1], split 80/20; the train loader reshuffles each epoch
+    dls = DataLoaders.from_dsets(*digits(), bs=args.bs, seed=0)
     cbs = [PrintLosses(), TensorBoardCallback(args.logdir)] + ([CSVLogger(args.csv)] if args.csv else [])
     learn = Learner(MyModel(), dls, loss_func=nn.functional.cross_entropy, lr=args.lr, metrics=[accuracy],
                     cbs=cbs, progress=False)  # fmt: skip

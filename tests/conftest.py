@@ -6,6 +6,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+# Small models train fastest on one thread, and subprocess tests (workers, DDP ranks) then do not
+# fight this process for the cores.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def digits_tensors() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

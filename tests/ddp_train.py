@@ -2,7 +2,8 @@
 
 Part A: learnloop's loaders and CNN (a learnloop Module, into DDP through its torch view), one-cycle, a CSV
 and a TensorBoard logger, the default progress table. Part B, in the same process group: a torch MLP on
-torch DataLoaders. Each rank writes OUT/rank<R>.json (what it saw) and OUT/weights<R>_<part>.pt; its stdout
+torch DataLoaders. Part C: a fit stopped mid-epoch with a Checkpoint, resumed by a fresh Learner, against the
+same fit never stopped. Each rank writes OUT/rank<R>.json (what it saw) and OUT/weights<R>_<part>.pt; its stdout
 goes to OUT/stdout<R>.txt. Usage: python tests/ddp_train.py OUT [--crash] (--crash: rank 1 raises mid-fit)
 """
 
@@ -16,9 +17,9 @@ import torch
 
 torch.set_num_threads(1)  # two processes share two cores with everything else
 
-from learnloop import Callback, Learner  # noqa: E402
+from learnloop import Callback, CancelFitException, Learner  # noqa: E402
 from learnloop import distributed as dist  # noqa: E402
-from learnloop.callbacks import CSVLogger, TensorBoardCallback  # noqa: E402
+from learnloop.callbacks import Checkpoint, CSVLogger, TensorBoardCallback  # noqa: E402
 from learnloop.data import DataLoaders, datasets  # noqa: E402
 from learnloop.metrics import accuracy  # noqa: E402
 from learnloop.nn import simple_cnn  # noqa: E402
@@ -49,6 +50,37 @@ class CrashOnRank1(Callback):
     def after_batch(self):
         if self.training and self.iter == 3 and dist.rank() == 1:
             raise ValueError("rank 1 fails on purpose")
+
+
+class StopAt(Callback):
+    """Stops the fit (on every rank alike) after training batch `it` of epoch `epoch`."""
+
+    def __init__(self, epoch: int, it: int):
+        self.at = (epoch, it)
+
+    def after_batch(self):
+        if self.training and (self.epoch, self.iter) == self.at:
+            raise CancelFitException()
+
+
+def resume_run(out: Path, train_ds, valid_ds) -> dict:
+    """Part C: weights of a fit never stopped, and of one stopped at epoch 1 batch 9 then resumed."""
+
+    def learner(cbs=()):
+        torch.manual_seed(1)
+        dls = DataLoaders.from_dsets(train_ds, valid_ds, bs=32, seed=0)
+        return Learner(simple_cnn(in_channels=1, n_classes=10, widths=(8, 16)), dls, lr=0.3, cbs=list(cbs),
+                       progress=False, device="cpu")
+
+    whole = learner()
+    whole.fit_one_cycle(2)
+    ckpt = out / "last.ckpt"
+    learner([Checkpoint(ckpt, every_n_batches=5), StopAt(1, 9)]).fit_one_cycle(2)
+    resumed = learner()
+    resumed.fit_one_cycle(2, resume=ckpt)
+    torch.save({"whole": whole.model.state_dict(), "resumed": resumed.model.state_dict()},
+               out / f"weights{dist.rank()}_c.pt")
+    return {"whole": whole.history, "resumed": resumed.history}
 
 
 def main(out: Path, crash: bool = False) -> None:
@@ -86,6 +118,7 @@ def main(out: Path, crash: bool = False) -> None:
     torch.save(learn_b.model.state_dict(), out / f"weights{r}_b.pt")
     result["b"] = {"history": learn_b.history, "n_train": count_b.train, "n_valid": count_b.valid,
                    "loaders_restored": learn_b.dls.train is tl and learn_b.dls.valid is vl, "in_fit": count_b.in_fit}
+    result["c"] = resume_run(out, train_ds, valid_ds)
     (out / f"rank{r}.json").write_text(json.dumps(result))
 
 

@@ -239,3 +239,22 @@ def test_an_error_on_one_rank_ends_the_run_instead_of_hanging(tmp_path):
     """Rank 1 raises mid-epoch: it leaves without waiting at the exit barrier, so rank 0's collective fails fast."""
     done = run([str(SCRIPT), str(tmp_path), "--crash"], check=False, timeout=90)
     assert done.returncode != 0 and "rank 1 fails on purpose" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_checkpoint_written_under_ddp_resumes_under_ddp_exactly(ddp_run):
+    """Stopped at epoch 1, batch 9 (of each rank's 23), resumed on both ranks from rank 0's last checkpoint:
+    the same weights, bit for bit, as the fit never stopped, on each rank; the same history, but for the
+    resumed epoch's train_loss: the checkpoint holds rank 0's records of that epoch's first batches, which
+    every rank restores (see the README's DDP limits)."""
+    for r in range(2):
+        w = torch.load(ddp_run / f"weights{r}_c.pt")
+        assert all(torch.equal(w["whole"][k], w["resumed"][k]) for k in w["whole"])
+    ckpt = torch.load(ddp_run / "last.ckpt", weights_only=True)
+    assert not any(k.startswith("module.") for k in ckpt["model"])  # the user's model, not the DDP wrapper
+    # the last of the every-5-batches checkpoints (23 + 7 = 30 batches) before the stop: mid-epoch
+    assert (ckpt["epoch"], ckpt["iter"]) == (1, 7) and len(ckpt["loader"]["order"]) == 1437  # the full order
+    for r in ranks(ddp_run):
+        whole, resumed = ([{k: v for k, v in row.items() if k != "time"} for row in r["c"][run]] for run in ("whole", "resumed"))
+        assert whole[0] == resumed[0] and whole[1]["valid_loss"] == resumed[1]["valid_loss"]
+        assert whole[1]["train_loss"] == pytest.approx(resumed[1]["train_loss"], rel=0.05)

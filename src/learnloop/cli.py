@@ -118,7 +118,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if not args.tensorboard:
         cbs = [cb for cb in cbs if type(cb).__name__ != "TensorBoardCallback"]
     say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
-          f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
+        f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
     fit_with_schedule(learn, args, cbs)
     learn.save(out / "model.pt")
     if learn.recorder.losses and is_main():
@@ -134,8 +134,12 @@ def _quiet(*args: Any, **kwargs: Any) -> None:
 
 
 def fit_with_schedule(learn, args: argparse.Namespace, cbs: list) -> None:
-    """Fit for `args.epochs` under the schedule `args.sched`."""
-    learn.fit(args.epochs, lr=args.lr, cbs=cbs + schedule_cbs(args.sched, args.lr, args.epochs))
+    """Fit for `args.epochs` under the schedule `args.sched`; checkpoints to OUT/last.ckpt, `--resume` continues it."""
+    from .callbacks import Checkpoint
+
+    ckpt = args.out / "last.ckpt"
+    cbs = [*cbs, *schedule_cbs(args.sched, args.lr, args.epochs), Checkpoint(ckpt, every_n_batches=args.ckpt_every)]
+    learn.fit(args.epochs, lr=args.lr, cbs=cbs, resume=ckpt if args.resume else None)
 
 
 def schedule_cbs(name: str, lr: float, n_epoch: int) -> list:

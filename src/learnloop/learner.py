@@ -55,10 +55,12 @@ EVENTS: tuple[str, ...] = (
 )  # fmt: skip
 
 # The callback modules import the exceptions above from here, so these imports come after them.
+from .callbacks.checkpoint import Resume  # noqa: E402
 from .callbacks.core import Callback, as_callback, warn_unknown_events  # noqa: E402
 from .callbacks.metrics import Recorder, metric_name  # noqa: E402
 from .callbacks.progress import ProgressCallback  # noqa: E402
 from .callbacks.training import TerminateOnNaN  # noqa: E402
+from .diagnose import check_train_loader, explain  # noqa: E402
 from .distributed import default_callbacks, default_device, gather_preds, is_main, unwrap  # noqa: E402
 from .nn.functional import cross_entropy  # noqa: E402
 from .optim import SGD  # noqa: E402
@@ -167,9 +169,15 @@ class Learner:
 
     def one_batch(self) -> None:
         """Forward, loss, and when training backward, step and zero_grad."""
-        self.preds = self.model(self.xb)
+        try:  # free until it raises; then `explain` names the usual mistakes (diagnose.py)
+            self.preds = self.model(self.xb)
+        except Exception as e:
+            raise explain(e, self, "forward")
         self("after_pred")
-        self.loss = self.loss_grad = self.loss_func(self.preds, self.yb)
+        try:
+            self.loss = self.loss_grad = self.loss_func(self.preds, self.yb)
+        except Exception as e:
+            raise explain(e, self, "loss")
         self("after_loss")
         if not self.training:
             return
@@ -199,26 +207,31 @@ class Learner:
             self.one_epoch(False)
 
     def _do_fit(self) -> None:
+        check_train_loader(self.dls.train)  # after before_fit: a callback's own setup error comes first
         for self.epoch in range(self.start_epoch, self.n_epoch):
             self._with_events("epoch", self._do_epoch)
 
-    def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None) -> None:
-        """Train for `n_epoch` epochs; `cbs` are added for this fit only."""
+    def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None,
+            resume: str | Path | None = None) -> None:
+        """Train for `n_epoch` epochs; `cbs` are added for this fit only; `resume`: continue from a `Checkpoint` file."""
         if not isinstance(n_epoch, int) or n_epoch < 1:
             raise ValueError(f"n_epoch must be a positive int, got {n_epoch!r}: pass e.g. fit(5).")
         if lr is not None:
             self.lr = lr
         self.n_epoch, self.start_epoch, self.start_iter = n_epoch, 0, 0
+        if resume is not None:  # restores the saved state after every other before_fit
+            cbs = [*(cbs or []), Resume(resume)]
         with self.added_cbs(cbs):
             self._with_events("fit", self._do_fit)
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | None = None, pct_start: float = 0.25,
-                      div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None) -> None:
+                      div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None,
+                      resume: str | Path | None = None) -> None:
         """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to `self.lr`."""
         from .callbacks.schedule import OneCycle
 
         lr_max = self.lr if lr_max is None else lr_max
-        self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])])
+        self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])], resume=resume)
 
     def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90) -> Any:
         """LR range test (`callbacks.schedule.lr_find`); leaves the learner as it was; an `LRFindResult`."""

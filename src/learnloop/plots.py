@@ -100,19 +100,11 @@ def plot_metrics(learn: Any, path: PathLike = None) -> Figure:
 
 
 def plot_activation_stats(stats: Any, path: PathLike = None) -> Figure:
-    """Per layer over training batches: output mean, std, and share near zero (an `ActivationStats` or learner)."""
+    """Per layer over training batches: output mean, std, share near zero (an `ActivationStats` or learner)."""
     stats = getattr(stats, "activation_stats", stats)  # a learner holds it at .activation_stats
-    if not any(len(s) for s in stats.stats.values()):
+    if stats.layer_stats is None or not any(stats.layer_stats.records):
         raise ValueError("Nothing to plot: ActivationStats recorded no batches. Fit with it first.")
-    fig, axes = _figure(3, panel_size=(4.5, 3.5))
-    titles = ("mean", "std", f"share |x| < {stats.near_zero:g}")
-    for col, (ax, title) in enumerate(zip(axes, titles)):
-        for name, values in stats.stats.items():
-            ax.plot(values[:, col].tolist(), label=name)
-        ax.set(title=title, xlabel=f"recorded batch (every {stats.every})")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
-    return _finish(fig, path)
+    return plot_layer_stats(stats.layer_stats, path, names=stats.names, every=stats.every)
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
@@ -189,16 +181,16 @@ def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None) -> list[dict]
     ]
 
 
-def plot_layer_stats(stats: Any, path: PathLike = None) -> Figure:
+def plot_layer_stats(stats: Any, path: PathLike = None, names: Sequence[str] | None = None, every: int = 1) -> Figure:
     """Mean, std and near-zero share of each layer's output over batches (a `learnloop.nn.LayerStats`)."""
     fig, axes = _figure(3, panel_size=(4.5, 3.5))
-    eps = getattr(stats, "eps", None)
-    near_zero = "share near zero" if eps is None else f"share with |x| < {eps:g}"
-    panels = [("mean", stats.means), ("std", stats.stds), (near_zero, stats.near_zero)]
+    names = names or [f"layer {i}" for i in range(len(stats.records))]
+    panels = [("mean", stats.means), ("std", stats.stds), (f"share |x| < {stats.eps:g}", stats.near_zero)]
     for ax, (title, per_layer) in zip(axes, panels):
-        for i, values in enumerate(per_layer):
-            ax.plot(values, label=f"layer {i}")
-        ax.set(title=title, xlabel="batch")
+        for name, values in zip(names, per_layer):
+            ax.plot(values, label=name)
+        ax.set(title=title, xlabel="batch" if every == 1 else f"recorded batch (every {every})")
+        ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     return _finish(fig, path)
 

@@ -96,13 +96,24 @@ class Recorder(Callback):
     def state_dict(self) -> dict:
         """Per-batch records and the current epoch's partial sums, for exact resume."""
         hps = {name: list(values) for name, values in self.hps.items()}
-        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters), "hps": hps}
+        # The phase in progress too, so a resumed epoch's means equal the uninterrupted one's. (The current
+        # `row` is not saved: checkpoints are written in training or at an epoch's end, where it holds only
+        # the epoch number, which before_epoch rebuilds.)
+        d = self.__dict__  # no phase yet before the first fit
+        phase = {"_losses": list(d.get("_losses", [])), "_sizes": list(d.get("_sizes", [])),
+                 "_metric_values": [list(v) for v in d.get("_metric_values", [])]}
+        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters), "hps": hps, **phase}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
         self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
         self.iters = list(state.get("iters", []))
         self.hps = {k: list(v) for k, v in state.get("hps", {}).items()}
+        if "_losses" in state:  # a checkpoint loads on the CPU: back to the device the losses live on
+            device = getattr(self.learn, "device", "cpu")
+            self._losses = [t.to(device) for t in state["_losses"]]
+            self._sizes = list(state["_sizes"])
+            self._metric_values = [[t.to(device) for t in v] for v in state["_metric_values"]]
 
     def plot_lr(self, path: str | os.PathLike | None = None) -> Figure:
         """The lr of every training batch of the last fit; saves a PNG at `path`; returns the Figure."""

@@ -60,10 +60,13 @@ class LayerStats(Hooks):
         # One (mean, std, near-zero) tensor per batch, left on the device: converting to floats
         # only when read keeps the forward pass free of host syncs.
         self.records: list[list[torch.Tensor]] = [[] for _ in modules]
+        self.enabled = True  # a training loop turns recording off for batches it does not want
         super().__init__(modules, self.record)
 
     def record(self, module: Any, inputs: tuple, output: Any) -> None:
         """The hook: append this batch's stats of `output` for `module`."""
+        if not self.enabled:
+            return
         x = output.detach().float()
         self.records[self.index[id(module)]].append(
             torch.stack([x.mean(), x.std(), (x.abs() < self.eps).float().mean()]))
