@@ -3,10 +3,11 @@
 The same worker (this file with `--worker`) trains a small CNN on the first `--images` MNIST training images for
 `--epochs` epochs, batch size `--bs` per process, one thread per process; it times the training phases of the
 epochs after the first (warm-up) and reports the samples every rank together trained per second. The parent
-runs it in one process, then under `python -m torch.distributed.run --standalone --nproc_per_node 2`, and
-prints the scaling ratio (2.0 would be perfect).
+runs it in one process and under `python -m torch.distributed.run --standalone --nproc_per_node 2`, taking
+turns `--repeats` times (so load from other programs hits both alike), and prints the medians and their
+ratio (2.0 would be perfect).
 
-Run: `python benchmarks/ddp.py [--path mnist.npz] [--images 12800] [--epochs 3] [--bs 64] [--device cpu]`.
+Run: `python benchmarks/ddp.py [--path mnist.npz] [--images 12800] [--epochs 3] [--bs 64] [--device cpu] [--repeats 3]`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -83,17 +85,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs, the first one untimed (default 3)")
     parser.add_argument("--bs", type=int, default=64, help="batch size per process (default 64)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (default cpu: gloo)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, taking turns (default 3)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
     argv = [f"--images={args.images}", f"--epochs={args.epochs}", f"--bs={args.bs}", f"--device={args.device}"]
     argv += [f"--path={args.path}"] if args.path else []
-    one, two = launch(1, argv), launch(2, argv)
-    print(f"device {one['device']}, {args.images} MNIST images, bs {args.bs} per process, 1 thread per process")
-    print(f"1 process : {one['samples_per_s']:8.0f} samples/s")
-    print(f"2 processes: {two['samples_per_s']:8.0f} samples/s (DDP, {'nccl' if args.device != 'cpu' else 'gloo'})")
-    print(f"scaling ratio (2 vs 1): {two['samples_per_s'] / one['samples_per_s']:.2f}x  (2.00x is perfect)")
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for n_procs in runs:
+            runs[n_procs].append(launch(n_procs, argv))
+    one, two = (statistics.median(r["samples_per_s"] for r in runs[n]) for n in (1, 2))
+    print(f"device {runs[1][0]['device']}, {args.images} MNIST images, bs {args.bs} per process, 1 thread per "
+          f"process, median of {args.repeats}")
+    print(f"1 process  : {one:8.0f} samples/s")
+    print(f"2 processes: {two:8.0f} samples/s (DDP, {'nccl' if args.device != 'cpu' else 'gloo'})")
+    print(f"scaling ratio (2 vs 1): {two / one:.2f}x  (2.00x is perfect)")
 
 
 if __name__ == "__main__":
