@@ -28,7 +28,8 @@ SCRIPT = ROOT / "tests" / "ddp_train.py"
 TIMEOUT = 120  # seconds: a hung collective fails the test instead of hanging CI
 
 
-def run(args: list[str], torchrun: bool = True, timeout: int = TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+def run(args: list[str], torchrun: bool = True, timeout: int = TIMEOUT, check: bool = True
+        ) -> subprocess.CompletedProcess:
     """Run python (under torchrun with 2 processes) in its own session; kill the whole session on timeout."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     env["OMP_NUM_THREADS"] = "1"
@@ -213,7 +214,8 @@ def test_valid_figures_are_equal_on_both_ranks_and_to_a_single_process_validate(
 @pytest.mark.slow
 def test_only_rank_zero_prints_the_table_and_writes_files(ddp_run):
     table = (ddp_run / "stdout0.txt").read_text()
-    assert table.splitlines()[0].split()[:3] == ["epoch", "train_loss", "valid_loss"] and len(table.splitlines()) == 5  # fit A: 2 epochs, fit B: 1
+    assert table.splitlines()[0].split()[:3] == ["epoch", "train_loss", "valid_loss"]
+    assert len(table.splitlines()) == 5  # fit A: a header and 2 epochs, fit B: a header and 1
     assert (ddp_run / "stdout1.txt").read_text() == ""
     rows = (ddp_run / "history.csv").read_text().splitlines()
     assert len(rows) == 3  # one header, two epochs: written once, not once per rank
@@ -255,6 +257,7 @@ def test_a_checkpoint_written_under_ddp_resumes_under_ddp_exactly(ddp_run):
     # the last of the every-5-batches checkpoints (23 + 7 = 30 batches) before the stop: mid-epoch
     assert (ckpt["epoch"], ckpt["iter"]) == (1, 7) and len(ckpt["loader"]["order"]) == 1437  # the full order
     for r in ranks(ddp_run):
-        whole, resumed = ([{k: v for k, v in row.items() if k != "time"} for row in r["c"][run]] for run in ("whole", "resumed"))
+        whole, resumed = ([{k: v for k, v in row.items() if k != "time"} for row in r["c"][name]]
+                          for name in ("whole", "resumed"))
         assert whole[0] == resumed[0] and whole[1]["valid_loss"] == resumed[1]["valid_loss"]
         assert whole[1]["train_loss"] == pytest.approx(resumed[1]["train_loss"], rel=0.05)

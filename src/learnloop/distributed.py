@@ -143,7 +143,7 @@ def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
 
 
 def broadcast_seed() -> int:
-    """A random seed drawn from the global torch RNG, rank 0's on every rank (every rank draws, so all advance alike)."""
+    """A seed from the global torch RNG, rank 0's on every rank (every rank draws, so all RNGs advance alike)."""
     seed = torch.randint(0, 2**62, (1,), dtype=torch.int64)
     if _active():
         seed = seed.to(_comm_device())

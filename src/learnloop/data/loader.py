@@ -145,7 +145,7 @@ class DataLoader:
 
     def set_shard(self, rank: int, world_size: int, even: bool = True) -> None:
         """Yield only shard `rank` of `world_size` of every epoch's order (DDP); `even` pads so all shards are equal
-        (training: every rank runs the same number of batches), else each sample is in exactly one shard (validation)."""
+        (training: every rank runs the same number of batches), else each sample is in exactly one shard (valid)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
         self.rank, self.world_size, self.even = rank, world_size, even
