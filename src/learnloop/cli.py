@@ -115,27 +115,37 @@ def make_model(arch: str, in_channels: int, n_classes: int):
 def run_fit(args: argparse.Namespace) -> int:
     """`learnloop fit`: train, print the epoch table, write history.csv, the weights and plots to OUT."""
     from .callbacks import monitoring_callbacks
+    from .distributed import is_main
 
     learn = make_learner(args)
+    say = print if is_main() else _quiet  # under torchrun, rank 0 alone reports
     out = args.out
     cbs = monitoring_callbacks(out, append=args.resume)
     if not args.tensorboard:
         cbs = [cb for cb in cbs if type(cb).__name__ != "TensorBoardCallback"]
-    print(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
-          f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
+    say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
+        f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
     fit_with_schedule(learn, args, cbs)
     learn.save(out / "model.pt")
-    if learn.recorder.losses:
+    if learn.recorder.losses and is_main():
         learn.recorder.plot_loss(out / "loss.png")
-    print(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
+    say(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
     if args.tensorboard:
-        print(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
+        say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
     return 0
 
 
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """`print` on ranks other than 0: nothing."""
+
+
 def fit_with_schedule(learn, args: argparse.Namespace, cbs: list) -> None:
-    """Fit for `args.epochs` under the schedule `args.sched`."""
-    learn.fit(args.epochs, lr=args.lr, cbs=cbs + schedule_cbs(args.sched, args.lr, args.epochs))
+    """Fit for `args.epochs` under the schedule `args.sched`; checkpoints to OUT/last.ckpt, `--resume` continues it."""
+    from .callbacks import Checkpoint
+
+    ckpt = args.out / "last.ckpt"
+    cbs = [*cbs, *schedule_cbs(args.sched, args.lr, args.epochs), Checkpoint(ckpt, every_n_batches=args.ckpt_every)]
+    learn.fit(args.epochs, lr=args.lr, cbs=cbs, resume=ckpt if args.resume else None)
 
 
 def schedule_cbs(name: str, lr: float, n_epoch: int) -> list:

@@ -55,10 +55,13 @@ EVENTS: tuple[str, ...] = (
 )  # fmt: skip
 
 # The callback modules import the exceptions above from here, so these imports come after them.
+from .callbacks.checkpoint import Resume  # noqa: E402
 from .callbacks.core import Callback, as_callback, warn_unknown_events  # noqa: E402
 from .callbacks.metrics import Recorder, metric_name  # noqa: E402
 from .callbacks.progress import ProgressCallback  # noqa: E402
 from .callbacks.training import TerminateOnNaN  # noqa: E402
+from .diagnose import check_train_loader, explain  # noqa: E402
+from .distributed import default_callbacks, default_device, gather_preds, is_main, unwrap  # noqa: E402
 from .nn.functional import cross_entropy  # noqa: E402
 from .optim import SGD  # noqa: E402
 from .saving import atomic_save, load_checkpoint  # noqa: E402
@@ -80,7 +83,7 @@ class Learner:
         device: str | torch.device | None = None,
     ):
         self.dls = dls if hasattr(dls, "train") else _TrainOnly(dls)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device or default_device())
         self.model = model.to(self.device) or model  # learnloop's Module.to may return None
         self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
         self.opt = opt_func(self.model.parameters(), lr=lr)
@@ -89,7 +92,7 @@ class Learner:
         self.n_epoch, self.epoch, self.iter, self.n_iter, self.training = 1, 0, 0, 0, False
         self.start_epoch = self.start_iter = 0  # where the next fit starts (set by a resume)
         self.dl = self.xb = self.yb = self.preds = self.loss = self.loss_grad = None
-        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else [])
+        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else []) + default_callbacks()
         self.add_cbs(defaults + list(cbs or []))
 
     @property
@@ -134,6 +137,7 @@ class Learner:
     def _resolve_dispatch(self) -> None:
         # Once per change of callbacks, not per batch: a tuple of bound methods per event.
         ordered = sorted(self.cbs, key=lambda cb: cb.order)  # stable: insertion order breaks ties
+        ordered = [cb for cb in ordered if not cb.main_only or is_main()]  # under torchrun, I/O on rank 0 only
         self._dispatch = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(type(cb), e)) for e in EVENTS}
 
     def __call__(self, event: str) -> None:
@@ -165,9 +169,15 @@ class Learner:
 
     def one_batch(self) -> None:
         """Forward, loss, and when training backward, step and zero_grad."""
-        self.preds = self.model(self.xb)
+        try:  # free until it raises; then `explain` names the usual mistakes (diagnose.py)
+            self.preds = self.model(self.xb)
+        except Exception as e:
+            raise explain(e, self, "forward")
         self("after_pred")
-        self.loss = self.loss_grad = self.loss_func(self.preds, self.yb)
+        try:
+            self.loss = self.loss_grad = self.loss_func(self.preds, self.yb)
+        except Exception as e:
+            raise explain(e, self, "loss")
         self("after_loss")
         if not self.training:
             return
@@ -197,26 +207,31 @@ class Learner:
             self.one_epoch(False)
 
     def _do_fit(self) -> None:
+        check_train_loader(self.dls.train)  # after before_fit: a callback's own setup error comes first
         for self.epoch in range(self.start_epoch, self.n_epoch):
             self._with_events("epoch", self._do_epoch)
 
-    def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None) -> None:
-        """Train for `n_epoch` epochs; `cbs` are added for this fit only."""
+    def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None,
+            resume: str | Path | None = None) -> None:
+        """Train for `n_epoch` epochs; `cbs` are added for this fit only; `resume`: continue from a `Checkpoint` file."""
         if not isinstance(n_epoch, int) or n_epoch < 1:
             raise ValueError(f"n_epoch must be a positive int, got {n_epoch!r}: pass e.g. fit(5).")
         if lr is not None:
             self.lr = lr
         self.n_epoch, self.start_epoch, self.start_iter = n_epoch, 0, 0
+        if resume is not None:  # restores the saved state after every other before_fit
+            cbs = [*(cbs or []), Resume(resume)]
         with self.added_cbs(cbs):
             self._with_events("fit", self._do_fit)
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | None = None, pct_start: float = 0.25,
-                      div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None) -> None:
+                      div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None,
+                      resume: str | Path | None = None) -> None:
         """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to `self.lr`."""
         from .callbacks.schedule import OneCycle
 
         lr_max = self.lr if lr_max is None else lr_max
-        self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])])
+        self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])], resume=resume)
 
     def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90) -> Any:
         """LR range test (`callbacks.schedule.lr_find`); leaves the learner as it was; an `LRFindResult`."""
@@ -251,7 +266,7 @@ class Learner:
                 xb, yb = self._to_device(batch)
                 preds.append(self.model(xb))
                 targets.append(yb)
-        return torch.cat(preds), torch.cat(targets)
+        return gather_preds(dl, torch.cat(preds), torch.cat(targets))  # DDP: all ranks' shards, in order
 
     def validate(self, dl: Iterable | None = None) -> dict[str, float]:
         """Loss and metrics over a loader (the valid loader by default), weighted by batch size."""
@@ -268,8 +283,10 @@ class Learner:
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
-        """Save the model's (and optimizer's) state to `path`, atomically."""
-        state = {"model": self.model.state_dict()}
+        """Save the model's (and optimizer's) state to `path`, atomically; under torchrun rank 0 alone writes."""
+        if not is_main():
+            return Path(path)
+        state = {"model": unwrap(self.model).state_dict()}
         if with_opt:
             state["opt"] = self.opt.state_dict()
         return atomic_save(state, path)
@@ -277,7 +294,7 @@ class Learner:
     def load(self, path: str | Path, with_opt: bool = True) -> "Learner":
         """Load what `save` wrote: the model (and optimizer) state."""
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         if with_opt and "opt" in state:
             self.opt.load_state_dict(state["opt"])
         return self

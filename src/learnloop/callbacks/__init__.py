@@ -1,6 +1,7 @@
 """Callbacks: one theme per module. Everything a fit does beyond the bare loop lives here."""
 
 from .activations import ActivationStats
+from .checkpoint import Checkpoint
 from .core import Callback, as_callback
 from .keras import KerasCallback
 from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
@@ -19,12 +20,13 @@ from .schedule import (
     sched_no,
 )
 from .speed import ChannelsLast, CompileModel, GradientAccumulation, MixedPrecision
-from .training import TerminateOnNaN
+from .training import EarlyStopping, GradientClip, SaveBest, TerminateOnNaN
 
 __all__ = [
     "Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN",
     "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
     "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds",
+    "Checkpoint", "EarlyStopping", "SaveBest", "GradientClip",
     "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",
 ]  # fmt: skip

@@ -24,6 +24,7 @@ class Callback:
     """
 
     order: int = 0
+    main_only: bool = False  # True: under torchrun it runs on rank 0 alone (callbacks that print or write files)
     learn: Any = None
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..distributed import unwrap
 from .core import Callback
 
 
@@ -64,6 +65,7 @@ class TensorBoardCallback(Callback):
     """
 
     order = 70
+    main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(
         self,
@@ -92,16 +94,17 @@ class TensorBoardCallback(Callback):
             self._add_graph()
 
     def _add_graph(self):
-        if not isinstance(self.model, torch.nn.Module):
+        model = unwrap(self.model)  # under DDP: the user's model, with the names it has in one process
+        if not isinstance(model, torch.nn.Module):
             warnings.warn("log_graph needs a torch.nn.Module (add_graph traces it with torch.jit); skipped.")
             return
-        was_training = self.model.training
+        was_training = model.training
         try:
             with warnings.catch_warnings():  # add_graph uses torch.jit.trace, which warns it is deprecated
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.writer.add_graph(self.model, self.xb)
+                self.writer.add_graph(model, self.xb)
         finally:
-            self.model.train(was_training)  # tracing may switch to eval mode
+            model.train(was_training)  # tracing may switch to eval mode
 
     def after_batch(self):
         # Checked before touching the loss, so batches that are not logged never wait for the device.
@@ -113,7 +116,7 @@ class TensorBoardCallback(Callback):
     def after_backward(self):
         # Grads are zeroed after every step, so histograms are taken here, on the epoch's last batch.
         if self.log_hist and self.iter == self.n_iter - 1:
-            for name, p in self.model.named_parameters():
+            for name, p in unwrap(self.model).named_parameters():
                 if p.grad is not None:
                     self.writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), self.epoch)
 
@@ -122,7 +125,7 @@ class TensorBoardCallback(Callback):
             if key != "epoch" and isinstance(value, (int, float)):
                 self.writer.add_scalar(_tag(key), value, self.epoch)
         if self.log_hist:
-            for name, p in self.model.named_parameters():
+            for name, p in unwrap(self.model).named_parameters():
                 self.writer.add_histogram(f"weights/{name}", p.detach().cpu(), self.epoch)
         self.writer.flush()  # each epoch: a crash or a live `tensorboard` sees every finished epoch
 
@@ -153,6 +156,7 @@ class CSVLogger(Callback):
     """Appends one row per epoch (the keys of `learn.history`) to a CSV file; `append=True` continues one."""
 
     order = 70
+    main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, path: str | os.PathLike = "history.csv", append: bool = False):
         self.path, self.append, self.file = Path(path), append, None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..distributed import all_reduce_sum
 from .core import Callback
 
 if TYPE_CHECKING:
@@ -60,14 +61,17 @@ class Recorder(Callback):
         """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
         losses, sizes, metric_values = self._losses, self._sizes, self._metric_values
         self._reset_phase()
-        if not sizes:
-            return []
-        per_batch = [torch.stack(losses).float()] + [torch.stack(v).float() for v in metric_values if v]
-        table = torch.stack(per_batch).cpu()  # one device->host copy per phase
-        if self.training:
-            self.losses.extend(table[0].tolist())
-        weights = torch.tensor(sizes, dtype=torch.float32)
-        return ((table @ weights) / weights.sum()).tolist()
+        if sizes:
+            per_batch = [torch.stack(losses).float()] + [torch.stack(v).float() for v in metric_values if v]
+            table = torch.stack(per_batch).cpu()  # one device->host copy per phase
+            if self.training:
+                self.losses.extend(table[0].tolist())  # this rank's batches (under DDP)
+            weights = torch.tensor(sizes, dtype=torch.float32)
+            totals = torch.cat([table @ weights, weights.sum().view(1)])  # weighted sums, then the count
+        else:  # a rank may have no valid batch under DDP; it still joins the reduction below
+            totals = torch.zeros(1 + (0 if self.training else len(metric_values)) + 1)
+        totals = all_reduce_sum(totals)  # DDP: one collective per phase, full-dataset figures on every rank
+        return (totals[:-1] / totals[-1]).tolist() if totals[-1] > 0 else []
 
     def after_train(self):
         means = self._means()
@@ -93,13 +97,24 @@ class Recorder(Callback):
     def state_dict(self) -> dict:
         """Per-batch records and the current epoch's partial sums, for exact resume."""
         hps = {name: list(values) for name, values in self.hps.items()}
-        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters), "hps": hps}
+        # The phase in progress too, so a resumed epoch's means equal the uninterrupted one's. (The current
+        # `row` is not saved: checkpoints are written in training or at an epoch's end, where it holds only
+        # the epoch number, which before_epoch rebuilds.)
+        d = self.__dict__  # no phase yet before the first fit
+        phase = {"_losses": list(d.get("_losses", [])), "_sizes": list(d.get("_sizes", [])),
+                 "_metric_values": [list(v) for v in d.get("_metric_values", [])]}
+        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters), "hps": hps, **phase}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
         self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
         self.iters = list(state.get("iters", []))
         self.hps = {k: list(v) for k, v in state.get("hps", {}).items()}
+        if "_losses" in state:  # a checkpoint loads on the CPU: back to the device the losses live on
+            device = getattr(self.learn, "device", "cpu")
+            self._losses = [t.to(device) for t in state["_losses"]]
+            self._sizes = list(state["_sizes"])
+            self._metric_values = [[t.to(device) for t in v] for v in state["_metric_values"]]
 
     def plot_lr(self, path: str | os.PathLike | None = None) -> Figure:
         """The lr of every training batch of the last fit; saves a PNG at `path`; returns the Figure."""

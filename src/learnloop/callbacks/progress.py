@@ -25,6 +25,7 @@ class ProgressCallback(Callback):
     """Prints `epoch  train_loss  valid_loss  <metrics>  time` per epoch; a tqdm bar when interactive."""
 
     order = 60
+    main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, file: TextIO | None = None, bar: bool | None = None):
         self.file, self.bar = file, bar

@@ -1,7 +1,8 @@
 """Fast paths as callbacks: mixed precision, channels-last, gradient accumulation, torch.compile.
 
-Orders: `GradientAccumulation` (10) decides whether this batch steps before `MixedPrecision` (20) unscales
-the gradients, so a callback that reads true gradients in `after_backward` (a clipper) needs an order above 20.
+Orders: `GradientAccumulation` (-20) decides whether this batch steps before `MixedPrecision` (-10) unscales
+the gradients, and both come before callbacks of the default order 0 (`GradientClip`), which so see the true
+gradients of the batches that step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class MixedPrecision(Callback):
     and a step whose gradients overflowed is skipped (its batch cancelled), as `GradScaler.step` does.
     """
 
-    order = 20
+    order = -10
 
     def __init__(self, dtype: str = "bf16"):
         if dtype not in DTYPES:
@@ -122,7 +123,7 @@ class GradientAccumulation(Callback):
     at the end of an epoch are dropped.
     """
 
-    order = 10
+    order = -20
 
     def __init__(self, n_acc: int = 2):
         if not isinstance(n_acc, int) or n_acc < 1:
@@ -148,7 +149,7 @@ class CompileModel(Callback):
     compiled); a learnloop Module is swapped for its compiled `to_torch` view for the fit, then put back.
     """
 
-    order = -10
+    order = -30
 
     def __init__(self, **kwargs: Any):
         self.kwargs, self._source, self._compiled = kwargs, None, None

@@ -109,6 +109,15 @@ def _worker_load(idx: Tensor) -> Any:
         raise RuntimeError(f"DataLoader worker failed: {error}\n\nWorker traceback:\n{tb}") from None
 
 
+def shard_indices(order: Tensor, rank: int, world_size: int, even: bool) -> Tensor:
+    """Rank `rank`'s share `order[rank::world_size]`; `even` first pads `order` with its own head to a multiple of
+    `world_size` (as torch's DistributedSampler), so every rank gets the same number of samples."""
+    if even and len(order) % world_size:
+        pad = world_size - len(order) % world_size
+        order = torch.cat([order, order.repeat(math.ceil(pad / len(order)))[:pad]])
+    return order[rank::world_size]
+
+
 def _as_tuple(tfms: Tfms) -> tuple[Callable, ...]:
     return () if tfms is None else (tfms,) if callable(tfms) else tuple(tfms)
 
@@ -143,6 +152,7 @@ class DataLoader:
         self.pin_memory = pin_memory and torch.cuda.is_available()  # page-locked: a non_blocking copy to the GPU
         self.mp_context = multiprocessing.get_context(mp_context)
         self.epoch, self._order, self._batch, self._resume = 0, None, 0, False
+        self.rank, self.world_size, self.even = 0, 1, True  # this process's shard: see `set_shard`
 
     @property
     def dataset(self) -> Any:
@@ -150,8 +160,19 @@ class DataLoader:
         return self.ds
 
     def __len__(self) -> int:
-        n = len(self.ds)
+        n = self._n_samples()
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def set_shard(self, rank: int, world_size: int, even: bool = True) -> None:
+        """Yield only shard `rank` of `world_size` of every epoch's order (DDP); `even` pads so all shards are equal
+        (training: every rank runs the same number of batches), else each sample is in exactly one shard (valid)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}.")
+        self.rank, self.world_size, self.even = rank, world_size, even
+
+    def _n_samples(self) -> int:
+        n, w = len(self.ds), self.world_size
+        return n if w == 1 else math.ceil(n / w) if self.even else len(range(self.rank, n, w))
 
     def _epoch_order(self, epoch: int) -> Tensor | None:
         """Epoch `epoch`'s indices: None (in order), or a permutation seeded by `seed + epoch` (or global RNG)."""
@@ -168,10 +189,13 @@ class DataLoader:
             self._order, self._batch = self._epoch_order(self.epoch), 0
             self.epoch += 1
         n, bs = len(self.ds), self.bs
-        if self._order is None:  # in order: slices, which a plain ArrayDataset serves as views
+        if self._order is None and self.world_size == 1:  # in order: slices, which a plain ArrayDataset serves as views
             starts = range(self._batch * bs, len(self) * bs, bs)
             return self._batches([slice(i, min(i + bs, n)) for i in starts])
-        chunks = self._order.split(bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
+        order = torch.arange(n) if self._order is None else self._order
+        if self.world_size > 1:  # the full order is kept (and checkpointed): the same on every rank
+            order = shard_indices(order, self.rank, self.world_size, self.even)
+        chunks = order.split(bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
         return self._batches(chunks)
 
     def _batches(self, chunks: Sequence[Tensor | slice]) -> Iterator[Any]:

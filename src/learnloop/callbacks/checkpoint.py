@@ -1,0 +1,235 @@
+"""Checkpoints for exact resume: `Checkpoint` writes the whole training state, `Resume` restores it.
+
+A checkpoint is one plain dict of state_dicts and counters, loadable with `weights_only=True`:
+`model`, `opt`, `cbs` (each stateful callback's `state_dict`, by name), `epoch` and `iter` (the next
+batch to run), `n_epoch`, `history`, `rng` (torch, CUDA, numpy, python and the train loader's
+generators), `loader` (the train loader's `state_dict`, when it has one) and `version`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..distributed import unwrap
+from ..saving import atomic_save, load_checkpoint
+from .core import Callback
+from .schedule import _get_rng, _loader_rngs, _set_rng
+
+VERSION = 1
+
+
+# -- random generators, as tensors and plain containers ----------------------------------------
+def _plain(state: Any) -> Any:
+    """Tuples (python's `random` state) as lists: checkpoints hold plain containers only."""
+    return [_plain(s) for s in state] if isinstance(state, (tuple, list)) else state
+
+
+def _tupled(state: Any) -> Any:
+    return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
+
+
+def rng_state(learn: Any) -> dict:
+    """Every random generator a fit draws from, in a form `torch.load(weights_only=True)` reads back."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    loader = [_get_rng(rng) for rng in _loader_rngs(learn)]
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": _plain(random.getstate()),
+        "loader": [_plain(s) if isinstance(s, tuple) else s for s in loader],
+    }
+
+
+def set_rng_state(learn: Any, state: dict) -> None:
+    """Restore what `rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(_tupled(state["python"]))
+    for rng, saved in zip(_loader_rngs(learn), state["loader"]):
+        _set_rng(rng, _tupled(saved) if isinstance(rng, random.Random) else saved)
+
+
+# -- the training state ------------------------------------------------------------------------
+def _cb_keys(learn: Any) -> dict[str, Callback]:
+    """Callbacks by checkpoint key: their name, with `_2`, `_3`, ... for repeats of a name."""
+    keys: dict[str, Callback] = {}
+    for cb in learn.cbs:
+        key, n = cb.name, 1
+        while key in keys:
+            n += 1
+            key = f"{cb.name}_{n}"
+        keys[key] = cb
+    return keys
+
+
+def _has_loader_state(dl: Any) -> bool:
+    return callable(getattr(dl, "state_dict", None)) and callable(getattr(dl, "load_state_dict", None))
+
+
+def training_state(learn: Any, epoch: int, it: int) -> dict:
+    """The checkpoint dict of `learn`, positioned before batch `it` of epoch `epoch`."""
+    dl = learn.dls.train
+    loader = None
+    if _has_loader_state(dl):
+        # The loader may have yielded a batch past `it` (a stop between batches): resume at `it`.
+        loader = {**dl.state_dict(), "batch": it} if it else dl.state_dict()
+    cbs = {key: cb.state_dict() for key, cb in _cb_keys(learn).items()}
+    return {
+        "version": VERSION,
+        "model": unwrap(learn.model).state_dict(),  # the user's keys, also under DDP
+        "opt": learn.opt.state_dict(),
+        "cbs": {key: state for key, state in cbs.items() if state},
+        "epoch": epoch,
+        "iter": it,
+        "n_epoch": learn.n_epoch,
+        "history": [dict(row) for row in learn.history],
+        "rng": rng_state(learn),
+        "loader": loader,
+    }
+
+
+def finite_weights(model: Any) -> bool:
+    """Whether every parameter of `model` is finite (no NaN or inf)."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+class Checkpoint(Callback):
+    """Saves the full training state to `path` (atomically) every `every_n_batches` training batches,
+    counted across the fit, and every `every_n_epochs` epochs; also at the end of the fit, and when it
+    stops between batches (an error, Ctrl-C). Never from non-finite weights. Resume with
+    `learn.fit(..., resume=path)`."""
+
+    order = 90  # after every other callback: the records of the batch or epoch are complete
+    main_only = True  # under torchrun rank 0 writes (every rank holds the same state); all ranks can resume
+
+    def __init__(self, path: str | os.PathLike, every_n_batches: int | None = None, every_n_epochs: int | None = 1):
+        for name, value in (("every_n_batches", every_n_batches), ("every_n_epochs", every_n_epochs)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
+        self.path, self.every_n_batches, self.every_n_epochs = Path(path), every_n_batches, every_n_epochs
+        self.saved_at: tuple[int, int] | None = None  # (epoch, iter) of the last checkpoint written
+        self._batch_done: tuple[int, int] | None = None  # (epoch, iter + 1) of the last training batch done
+        self._epoch_start: tuple[int, int] | None = None  # (epoch, len(history)) when this epoch began
+
+    def before_fit(self):
+        self.saved_at = self._batch_done = self._epoch_start = None
+        self.n_batches = len(self.dls.train)
+        if self.every_n_batches and not _has_loader_state(self.dls.train):
+            raise ValueError(
+                f"Checkpoint(every_n_batches={self.every_n_batches}) writes mid-epoch checkpoints, but the train "
+                f"loader ({type(self.dls.train).__name__}) has no state_dict/load_state_dict, so a resume could "
+                f"not replay the rest of the epoch. Use learnloop.data.DataLoader, or every_n_batches=None to "
+                f"checkpoint at epoch ends only."
+            )
+
+    def before_epoch(self):
+        self._epoch_start = (self.epoch, len(self.history))
+
+    def after_batch(self):
+        if not self.training:
+            return
+        it = self.iter + 1
+        self._batch_done = (self.epoch, it)
+        n = self.every_n_batches
+        # At the end of the train phase the epoch's checkpoint follows; a resume can't start validation.
+        if n and (self.epoch * self.n_batches + it) % n == 0 and it < self.n_batches:
+            self.save(self.epoch, it)
+
+    def after_epoch(self):
+        if self.every_n_epochs and (self.epoch + 1) % self.every_n_epochs == 0:
+            self.save(self.epoch + 1, 0)
+
+    def after_fit(self):
+        stop = self._stop_position()
+        if stop is not None and stop != self.saved_at:
+            self.save(*stop)
+        elif stop is None and sys.exc_info()[0] is not None and self.saved_at is not None:
+            warnings.warn(
+                f"The fit stopped in the middle of batch {self.iter} of epoch {self.epoch}, where the state is "
+                f"half-way through a step; the last checkpoint ({self.path}, epoch {self.saved_at[0]}, batch "
+                f"{self.saved_at[1]}) is kept: resume from it.",
+                RuntimeWarning,
+            )
+
+    def _stop_position(self) -> tuple[int, int] | None:
+        """Where the fit stopped, if that is a clean point (between batches, or after an epoch); else None."""
+        if self._epoch_start and self._epoch_start[0] == self.epoch and len(self.history) > self._epoch_start[1]:
+            return self.epoch + 1, 0  # the epoch's row was recorded: it ended
+        # No batch has begun since the last one ended (the learner sets `iter` when a batch arrives), and
+        # the loader can replay the rest of the epoch: else the epoch-end checkpoint is the one to keep.
+        between_batches = self.training and self._batch_done == (self.epoch, self.iter + 1)
+        if between_batches and self.iter + 1 < self.n_batches and _has_loader_state(self.dls.train):
+            return self._batch_done
+        return None
+
+    def save(self, epoch: int, it: int) -> Path | None:
+        """Write the checkpoint positioned before batch `it` of `epoch`; skipped (with a warning) if weights aren't finite."""
+        if not finite_weights(self.model):
+            warnings.warn(f"Checkpoint: not writing {self.path}, the weights are not finite (NaN or inf); "
+                          f"the previous checkpoint is kept.", RuntimeWarning)
+            return None
+        atomic_save(training_state(self.learn, epoch, it), self.path)
+        self.saved_at = (epoch, it)
+        return self.path
+
+
+class Resume(Callback):
+    """Restores the training state of a checkpoint after every other `before_fit` (added by `fit(resume=...)`)."""
+
+    order = 1000  # last: the other callbacks initialise in before_fit, then get their saved state
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.state = load_checkpoint(self.path)  # now, so a bad path fails before the fit starts
+
+    def before_fit(self):
+        restore_training_state(self.learn, self.state, self.path)
+
+
+def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoint") -> None:
+    """Load a `training_state` dict into `learn` and position its next fit at the saved batch."""
+    if state.get("version") != VERSION:
+        raise ValueError(f"{path} is not a learnloop training checkpoint (version {state.get('version')!r}, "
+                         f"expected {VERSION}); learn.load() reads files written by learn.save().")
+    epoch, it = state["epoch"], state["iter"]
+    dl = learn.dls.train
+    if it and not _has_loader_state(dl):
+        raise ValueError(
+            f"{path} was written mid-epoch (epoch {epoch}, batch {it}), but the train loader "
+            f"({type(dl).__name__}) has no load_state_dict, so the rest of that epoch can't be replayed. "
+            f"Resume with a learnloop.data.DataLoader, or from an epoch-end checkpoint."
+        )
+    if state["n_epoch"] != learn.n_epoch:
+        warnings.warn(f"{path} comes from a fit of {state['n_epoch']} epochs, this one has {learn.n_epoch}: "
+                      f"schedules that depend on the length of the fit will differ from the original run.")
+    unwrap(learn.model).load_state_dict(state["model"])
+    learn.opt.load_state_dict(state["opt"])
+    cbs = _cb_keys(learn)
+    missing = sorted(set(state["cbs"]) - set(cbs))
+    if missing:
+        warnings.warn(f"{path} holds the state of callbacks this learner lacks: {missing}; it is ignored.")
+    for key, cb_state in state["cbs"].items():
+        if key in cbs:
+            cbs[key].load_state_dict(cb_state)
+    learn.history[:] = state["history"]
+    set_rng_state(learn, state["rng"])
+    if state["loader"] is not None and _has_loader_state(dl):
+        dl.load_state_dict(state["loader"])
+    learn.start_epoch, learn.start_iter = epoch, it
+    if epoch >= learn.n_epoch:
+        warnings.warn(f"{path} is from a fit that already finished (epoch {epoch} of {learn.n_epoch}): its final "
+                      f"state is restored and there is nothing left to train. To train more, pass a larger "
+                      f"n_epoch without resume.")
