@@ -19,8 +19,16 @@ from .schedule import (
     sched_lin,
     sched_no,
 )
-from .speed import ChannelsLast, CompileModel, GradientAccumulation, MixedPrecision
-from .training import EarlyStopping, GradientClip, SaveBest, TerminateOnNaN
+from .training import (
+    ChannelsLast,
+    CompileModel,
+    EarlyStopping,
+    GradientAccumulation,
+    GradientClip,
+    MixedPrecision,
+    SaveBest,
+    TerminateOnNaN,
+)
 
 __all__ = [
     "Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN",

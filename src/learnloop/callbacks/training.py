@@ -1,5 +1,6 @@
 """Callbacks that change how a batch trains: the non-finite loss guard, gradient clipping, early
-stopping and best-model saving."""
+stopping, best-model saving, and the fast paths (mixed precision, channels-last, gradient
+accumulation, torch.compile)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..learner import CancelFitException
+from ..learner import CancelBatchException, CancelFitException
 from ..distributed import barrier, is_main, unwrap
+from ..nn.module import to_torch
 from ..saving import atomic_save, load_checkpoint
 from .core import Callback
 
@@ -200,3 +203,160 @@ class SaveBest(_Monitor):
         """Restore what `state_dict` returned."""
         super().load_state_dict(state)
         self.best_epoch = state["best_epoch"]
+
+
+# Fast paths. Orders: `GradientAccumulation` (-20) decides whether this batch steps before
+# `MixedPrecision` (-10) unscales the gradients, and both come before callbacks of the default order 0
+# (`GradientClip`), which so see the true gradients of the batches that step.
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class MixedPrecision(Callback):
+    """Forward and loss under `torch.autocast` in bf16 or fp16; fp16 scales the loss with a `GradScaler`.
+
+    Autocast is entered in `before_batch` and left in `after_loss`, so backward and the step run outside it;
+    `after_batch`, `after_cancel_batch` and `after_fit` leave it too, so a cancelled or failed batch never
+    leaks it. With fp16 the loss is scaled before backward, the gradients are unscaled in `after_backward`,
+    and a step whose gradients overflowed is skipped (its batch cancelled), as `GradScaler.step` does.
+    """
+
+    order = -10
+
+    def __init__(self, dtype: str = "bf16"):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))}, got {dtype!r}: "
+                             "bf16 needs no loss scaling; fp16 is for GPUs without bf16.")
+        self.dtype = dtype
+        self._autocast: Any = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self._scaler_state: dict | None = None
+
+    def before_fit(self):
+        self._device_type = self.learn.device.type
+        if self.dtype == "fp16" and self.scaler is None:  # kept across fits: its scale is learnt
+            self.scaler = torch.amp.GradScaler(self._device_type)
+            if self._scaler_state is not None:
+                self.scaler.load_state_dict(self._scaler_state)
+
+    def before_batch(self):
+        self._autocast = torch.autocast(self._device_type, dtype=DTYPES[self.dtype])
+        self._autocast.__enter__()
+
+    def after_loss(self):
+        self._leave()
+        if self.scaler is not None and self.learn.training:
+            self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
+
+    def after_backward(self):
+        if self.scaler is None:
+            return
+        # GradScaler.step(self) unscales the grads of our param_groups and calls self.step() only if they are
+        # all finite; the learner then takes the real step.
+        self._overflow = True
+        self.scaler.step(self)
+        self.scaler.update()
+        if self._overflow:
+            self.learn.opt.zero_grad(set_to_none=True)
+            raise CancelBatchException()
+
+    def step(self) -> None:
+        """Called by `GradScaler.step` when the gradients are finite: the step may go ahead."""
+        self._overflow = False
+
+    @property
+    def param_groups(self) -> list[dict]:
+        """The optimizer's param groups, for `GradScaler` to unscale."""
+        return self.learn.opt.param_groups
+
+    def _leave(self) -> None:
+        if self._autocast is not None:
+            self._autocast, autocast = None, self._autocast
+            autocast.__exit__(None, None, None)
+
+    after_batch = after_cancel_batch = after_fit = _leave
+
+    def state_dict(self) -> dict:
+        """The GradScaler's state (fp16), for a checkpoint."""
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned (into the GradScaler the next fit makes, if none yet)."""
+        if "scaler" in state:
+            self._scaler_state = state["scaler"]
+            if self.scaler is not None:
+                self.scaler.load_state_dict(self._scaler_state)
+
+
+class ChannelsLast(Callback):
+    """Conv weights and 4-d inputs in channels-last memory order, which cuDNN's fastest kernels use (with AMP)."""
+
+    order = 5
+
+    def before_fit(self):
+        model = self.learn.model
+        if isinstance(model, torch.nn.Module):  # buffers too
+            model.to(memory_format=torch.channels_last)
+            return
+        for p in model.parameters():  # learnloop's Module: same Parameter objects, so the optimizer stays valid
+            if p.ndim == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+
+    def before_batch(self):
+        xb = self.learn.xb
+        if isinstance(xb, torch.Tensor) and xb.ndim == 4:
+            self.learn.xb = xb.contiguous(memory_format=torch.channels_last)
+
+
+class GradientAccumulation(Callback):
+    """Steps once every `n_acc` training batches, on the mean of their gradients: a batch `n_acc` times larger.
+
+    Each loss is divided by `n_acc` before backward, and the batches that do not step are cancelled after
+    backward (no step, no zero_grad), so with equal batch sizes the accumulated gradient is the big batch's
+    mean. Which batches step follows from `iter`, so a resumed epoch keeps the same groups; gradients left over
+    at the end of an epoch are dropped.
+    """
+
+    order = -20
+
+    def __init__(self, n_acc: int = 2):
+        if not isinstance(n_acc, int) or n_acc < 1:
+            raise ValueError(f"n_acc must be a positive int (batches per step), got {n_acc!r}.")
+        self.n_acc = n_acc
+
+    def before_train(self):
+        self.learn.opt.zero_grad(set_to_none=True)
+
+    def after_loss(self):
+        if self.learn.training:
+            self.learn.loss_grad = self.learn.loss_grad / self.n_acc
+
+    def after_backward(self):
+        if (self.learn.iter + 1) % self.n_acc:
+            raise CancelBatchException()  # keep accumulating
+
+
+class CompileModel(Callback):
+    """Runs the model through `torch.compile(**kwargs)` during fits (compiled once, reused by later fits).
+
+    A torch.nn.Module is compiled in place (`Module.compile`: the same object and state_dict keys, and it stays
+    compiled); a learnloop Module is swapped for its compiled `to_torch` view for the fit, then put back.
+    """
+
+    order = -30
+
+    def __init__(self, **kwargs: Any):
+        self.kwargs, self._source, self._compiled = kwargs, None, None
+
+    def before_fit(self):
+        model = self.learn.model
+        if model is self._compiled:  # already swapped in, e.g. a fit inside a fit
+            return
+        if model is not self._source:
+            self._source, self._compiled = model, to_torch(model)
+            self._compiled.compile(**self.kwargs)
+        self.learn.model = self._compiled
+
+    def after_fit(self):
+        if self._source is not None:
+            self.learn.model = self._source
