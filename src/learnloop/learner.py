@@ -60,6 +60,7 @@ from .callbacks.core import Callback, as_callback, warn_unknown_events  # noqa: 
 from .callbacks.metrics import Recorder, metric_name  # noqa: E402
 from .callbacks.progress import ProgressCallback  # noqa: E402
 from .callbacks.training import TerminateOnNaN  # noqa: E402
+from .data import DataLoaders  # noqa: E402
 from .diagnose import check_train_loader, explain  # noqa: E402
 from .distributed import default_callbacks, default_device, gather_preds, is_main, unwrap  # noqa: E402
 from .nn.functional import cross_entropy  # noqa: E402
@@ -82,7 +83,7 @@ class Learner:
         progress: bool = True,
         device: str | torch.device | None = None,
     ):
-        self.dls = dls if hasattr(dls, "train") else _TrainOnly(dls)
+        self.dls = dls if hasattr(dls, "train") else DataLoaders(dls, None)  # one loader: no validation
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device) or model  # learnloop's Module.to may return None
         self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
@@ -298,10 +299,3 @@ class Learner:
         if with_opt and "opt" in state:
             self.opt.load_state_dict(state["opt"])
         return self
-
-
-class _TrainOnly:
-    """A single training loader seen as `dls` with no validation phase."""
-
-    def __init__(self, train: Iterable):
-        self.train, self.valid = train, None
