@@ -21,12 +21,37 @@ import torch
 from ..distributed import unwrap
 from ..saving import atomic_save, load_checkpoint
 from .core import Callback
-from .schedule import _get_rng, _loader_rngs, _set_rng
 
 VERSION = 1
 
 
 # -- random generators, as tensors and plain containers ----------------------------------------
+def _loader_rngs(learn: Any) -> list[Any]:
+    """The random generators a train loader (or its sampler) holds: torch, numpy or python ones."""
+    dl = learn.dls.train
+    found = {}
+    for owner in (dl, getattr(dl, "sampler", None)):
+        for value in getattr(owner, "__dict__", {}).values():
+            if isinstance(value, (torch.Generator, np.random.Generator, random.Random)):
+                found[id(value)] = value
+    return list(found.values())
+
+
+def _get_rng(rng: Any) -> Any:
+    if isinstance(rng, torch.Generator):
+        return rng.get_state()
+    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
+
+
+def _set_rng(rng: Any, state: Any) -> None:
+    if isinstance(rng, torch.Generator):
+        rng.set_state(state)
+    elif isinstance(rng, np.random.Generator):
+        rng.bit_generator.state = state
+    else:
+        rng.setstate(state)
+
+
 def _plain(state: Any) -> Any:
     """Tuples (python's `random` state) as lists: checkpoints hold plain containers only."""
     return [_plain(s) for s in state] if isinstance(state, (tuple, list)) else state

@@ -11,7 +11,6 @@ import bisect
 import copy
 import math
 import numbers
-import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from ..learner import CancelFitException, CancelValidateException
+from .checkpoint import rng_state, set_rng_state
 from .core import Callback
 from .progress import ProgressCallback
 
@@ -392,7 +392,7 @@ def preserved(learn: Any) -> Iterator[None]:
     modes = [m.training for m in learn.model.modules()]
     attrs, history, cbs = dict(vars(learn)), copy.deepcopy(learn.history), list(learn.cbs)
     cb_attrs = [dict(vars(cb)) for cb in cbs]  # callbacks rebind their records in before_fit
-    rng = _rng_states(learn)
+    rng = rng_state(learn)
     try:
         yield
     finally:
@@ -409,53 +409,7 @@ def preserved(learn: Any) -> Iterator[None]:
         vars(learn).clear()
         vars(learn).update(attrs)
         learn.cbs[:], learn.history[:] = cbs, history
-        _set_rng_states(learn, rng)
-
-
-def _loader_rngs(learn: Any) -> list[Any]:
-    """The random generators a train loader (or its sampler) holds: torch, numpy or python ones."""
-    dl = learn.dls.train
-    found = {}
-    for owner in (dl, getattr(dl, "sampler", None)):
-        for value in getattr(owner, "__dict__", {}).values():
-            if isinstance(value, (torch.Generator, np.random.Generator, random.Random)):
-                found[id(value)] = value
-    return list(found.values())
-
-
-def _get_rng(rng: Any) -> Any:
-    if isinstance(rng, torch.Generator):
-        return rng.get_state()
-    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
-
-
-def _set_rng(rng: Any, state: Any) -> None:
-    if isinstance(rng, torch.Generator):
-        rng.set_state(state)
-    elif isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state
-    else:
-        rng.setstate(state)
-
-
-def _rng_states(learn: Any) -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-        "loader": [(rng, _get_rng(rng)) for rng in _loader_rngs(learn)],
-    }
-
-
-def _set_rng_states(learn: Any, states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None:
-        torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-    for rng, state in states["loader"]:
-        _set_rng(rng, state)
+        set_rng_state(learn, rng)
 
 
 def lr_find(
