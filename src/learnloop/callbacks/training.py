@@ -39,12 +39,15 @@ class TerminateOnNaN(Callback):
         self.check_every = check_every
         self._finite, self._first, self._pending, self._every = None, 0, 0, 1
 
+    def before_fit(self):
+        self._every = self.check_every or (1 if self.learn.device.type == "cpu" else 50)
+        self._pending = 0
+
     def after_loss(self):
         learn = self.learn  # not `self.x`: delegation through __getattr__ costs, every batch
         if not learn.training:
             return
         loss = learn.loss
-        self._every = self.check_every or (1 if loss.is_cpu else 50)
         if self._every == 1:  # strict: read the loss before the step (a CPU scalar is read without a sync)
             value = loss.item() if loss.ndim == 0 else None
             if value is not None and not math.isfinite(value):
