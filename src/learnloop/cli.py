@@ -120,9 +120,7 @@ def run_fit(args: argparse.Namespace) -> int:
     learn = make_learner(args)
     say = print if is_main() else _quiet  # under torchrun, rank 0 alone reports
     out = args.out
-    cbs = monitoring_callbacks(out, append=args.resume)
-    if not args.tensorboard:
-        cbs = [cb for cb in cbs if type(cb).__name__ != "TensorBoardCallback"]
+    cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard)
     say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
         f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
     fit_with_schedule(learn, args, cbs)

@@ -200,7 +200,8 @@ def _csv_header(path: Path) -> list[str] | None:
         return next(csv.reader(f), None)
 
 
-def monitoring_callbacks(out_dir: str | os.PathLike, append: bool = False) -> list[Callback]:
-    """The CLI's loggers: TensorBoard to `out_dir/tb`, CSV to `out_dir/history.csv`."""
+def monitoring_callbacks(out_dir: str | os.PathLike, append: bool = False, tensorboard: bool = True) -> list[Callback]:
+    """The CLI's loggers: CSV to `out_dir/history.csv`, and TensorBoard to `out_dir/tb` when `tensorboard`."""
     out_dir = Path(out_dir)
-    return [TensorBoardCallback(out_dir / "tb"), CSVLogger(out_dir / "history.csv", append=append)]
+    csv = CSVLogger(out_dir / "history.csv", append=append)
+    return [TensorBoardCallback(out_dir / "tb"), csv] if tensorboard else [csv]
