@@ -54,3 +54,29 @@ def mlp(seed: int = 0) -> torch.nn.Module:
 def make_mlp():
     """Factory for `mlp(seed)`."""
     return mlp
+
+
+def write_photo_folder(root, n_per_class: int = 6, classes: str = "abc", size: tuple[int, int] = (96, 72),
+                       n_valid: int = 2):
+    """ROOT/train/<label>/*.jpg and ROOT/val/<label>/*.jpg: noisy JPEGs, each class tinted in its own channel,
+    with a bright square at a random place; returns `root`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_per_class), ("val", n_valid)):
+        for c, label in enumerate(classes):
+            (root / split / label).mkdir(parents=True)
+            for k in range(n):
+                a = rng.integers(0, 120, (size[1], size[0], 3)).astype(np.uint8)
+                a[..., c % 3] += 100
+                y, x = rng.integers(0, size[1] - 20), rng.integers(0, size[0] - 20)
+                a[y:y + 20, x:x + 20] = 250
+                Image.fromarray(a).save(root / split / label / f"{k}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """A small JPEG image folder (3 tinted classes, 6 train and 2 valid images each) in tmp_path."""
+    return write_photo_folder(tmp_path / "photos")

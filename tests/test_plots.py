@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from learnloop.plots import (
     plot_confusion,
     plot_loss,
     plot_metrics,
+    show_batch,
     smooth,
     top_losses,
 )
@@ -153,3 +155,36 @@ def test_top_losses(fitted):
     assert [r["loss"] for r in fallback] == pytest.approx([r["loss"] for r in rows], rel=1e-6)
     with pytest.raises(ValueError, match="k must be a positive int"):
         top_losses(fitted, k=0)
+
+
+def test_show_batch_of_a_batch_draws_its_pixels_and_labels(tmp_path):
+    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 1.0, 1.0]])
+    xb = colours.view(4, 3, 1, 1).expand(4, 3, 20, 20)
+    fig = show_batch((xb, torch.tensor([3, 1, 0, 2])), tmp_path / "b.png", vocab=["cat", "dog", "emu", "fox"])
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["fox", "dog", "cat", "emu"]
+    with Image.open(tmp_path / "b.png") as img:
+        assert img.format == "PNG"
+        px = torch.from_numpy(np.array(img.convert("RGB")))
+    for rgb in (colours[:3] * 255).long():  # each image is drawn: a block of its pure colour
+        assert (px == rgb).all(-1).sum() > 100
+    grey = show_batch((torch.zeros(2, 1, 5, 5, dtype=torch.uint8), torch.tensor([0, 1])), n=1)
+    assert len(grey.axes[0].images) == 1 and grey.axes[0].get_title() == "0"
+    with pytest.raises(ValueError, match="channels-last"):
+        show_batch((torch.zeros(2, 5, 5, 3), torch.tensor([0, 1])))
+
+
+def test_show_batch_of_a_loader_shows_what_the_model_sees(photo_folder, tmp_path):
+    from learnloop.data.datasets import image_folder_dls
+
+    dls = image_folder_dls(photo_folder, size=24, bs=6, seed=0)
+    epoch_before = dls.train.epoch
+    fig = dls.show_batch(tmp_path / "train.png", n=6)
+    assert dls.train.epoch == epoch_before  # the loader's progress is untouched
+    xb, yb = next(iter(dls.train))  # the first batch of the coming epoch: the one shown
+    pixels = dls.train.decode(xb)
+    for ax, x, y in zip(fig.axes, pixels, yb):
+        assert ax.get_title() == dls.train.ds.vocab[int(y)]
+        assert torch.allclose(torch.as_tensor(ax.images[0].get_array()), x.permute(1, 2, 0).float() / 255)
+    with Image.open(tmp_path / "train.png") as img:
+        assert img.format == "PNG" and img.width >= 400
+    assert dls.show_batch(tmp_path / "valid.png", valid=True).axes[0].get_title() == "a"

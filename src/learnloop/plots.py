@@ -226,3 +226,41 @@ def plot_sched(values: dict[str, Sequence[float]], path: PathLike = None) -> Fig
         ax.set(title=name, xlabel="training batch")
         ax.grid(alpha=0.3)
     return _finish(fig, path)
+
+
+def _as_pixels(xb: torch.Tensor) -> torch.Tensor:
+    """`(N, C, H, W)` images as floats in [0, 1] for imshow: uint8 scaled; floats clipped."""
+    if xb.ndim != 4 or xb.shape[1] not in (1, 3):
+        raise ValueError(f"show_batch draws (N, C, H, W) images with 1 or 3 channels, got shape {tuple(xb.shape)}; "
+                         "for channels-last images pass xb.permute(0, 3, 1, 2).")
+    xb = xb.detach().cpu()
+    return xb.float().div(255) if not xb.is_floating_point() else xb.float().clamp(0, 1)
+
+
+def show_batch(batch: Any, path: PathLike = None, n: int = 16, ncols: int | None = None,
+               vocab: Sequence | None = None) -> Figure:
+    """A grid of images with their labels: of a `(xb, yb)` batch, or of a learnloop DataLoader's `one_batch()`.
+
+    From a loader the images are shown as the model sees them (augmented, cropped, resized), undoing the batch
+    transforms that have a `decode` (`Normalize`, `ToFloat`), and labels are named by `dl.ds.vocab` when there is one.
+    """
+    if hasattr(batch, "one_batch"):  # a DataLoader: one batch, decoded back to pixels
+        dl = batch
+        xb, yb = dl.one_batch()[:2]
+        xb, vocab = dl.decode(xb), vocab if vocab is not None else getattr(dl.ds, "vocab", None)
+    else:
+        xb, yb = batch[:2]
+    xb, yb = _as_pixels(xb[:n]), [int(y) for y in yb[:n]]
+    ncols = ncols or min(len(xb), 8)
+    nrows = -(-len(xb) // ncols)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1.6 * ncols, 1.75 * nrows), dpi=100)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, x, y in zip(axes, xb, yb):
+        img = x.permute(1, 2, 0).numpy()
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        ax.set_title(str(vocab[y]) if vocab is not None else str(y), fontsize=10)
+    return _finish(fig, path)

@@ -1,4 +1,5 @@
 import io
+import os
 import multiprocessing
 import signal
 import sys
@@ -246,3 +247,43 @@ def test_dataloaders_from_dsets_forwards_options():
     assert dls.train.drop_last and not dls.valid.drop_last  # validation always sees every sample
     assert len(dls.train) == 2 and len(dls.valid) == 2
     assert sorted(flat(dls.valid)) == list(range(5))
+
+
+class Pids(Squares):
+    """Sample i is (pid of the process that loaded it, i); counts the samples started in `started`."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.started = multiprocessing.get_context("fork").Value("i", 0)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        with self.started.get_lock():
+            self.started.value += 1
+        return os.getpid(), i
+
+
+def test_worker_pool_persists_across_epochs_until_close():
+    dl = DataLoader(Pids(40), 4, shuffle=True, seed=0, n_workers=2, mp_context="fork")
+    with deadline(30):
+        pids = [set(torch.cat([xb for xb, _ in dl]).tolist()) for _ in range(3)]
+        assert pids[0] == pids[1] == pids[2] and len(pids[0]) <= 2 and os.getpid() not in pids[0]
+        dl.close()
+        t = time.perf_counter()
+        while multiprocessing.active_children() and time.perf_counter() - t < 10:
+            time.sleep(0.05)
+        assert not multiprocessing.active_children()
+        assert set(torch.cat([xb for xb, _ in dl]).tolist()).isdisjoint(pids[0])  # a new pool after close()
+
+
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_prefetch_bounds_the_batches_in_flight(prefetch):
+    ds = Pids(400)
+    dl = DataLoader(ds, 4, n_workers=2, prefetch=prefetch, mp_context="fork")
+    with deadline(30):
+        it = iter(dl)
+        next(it)
+        time.sleep(0.5)  # time enough for unbounded workers to run far ahead
+        assert ds.started.value <= (prefetch * 2 + 1) * 4  # the first batch's slot is refilled once it is taken
+        it.close()
+    with pytest.raises(ValueError, match="prefetch must be"):
+        DataLoader(ds, 4, prefetch=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from .images import Augment, check_decoder, decode_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 VALID_DIRS = ("val", "valid")
@@ -89,45 +92,101 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     return {"train": train, "valid": valid}
 
 
-def _image_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.glob("*/*") if p.suffix.lower() in IMAGE_EXTS)
+def _class_dirs(d: Path) -> list[os.DirEntry]:
+    with os.scandir(d) as entries:
+        return sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
+
+
+def _image_files(d: Path) -> tuple[list[str], list[str]]:
+    """(paths, class names) of the images in `d/<class>/`, sorted; names only, no image is opened."""
+    files, classes = [], []
+    for cls in _class_dirs(d):
+        with os.scandir(cls.path) as entries:
+            names = sorted(e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
+        files += [os.path.join(cls.path, name) for name in names]
+        classes += [cls.name] * len(names)
+    return files, classes
 
 
 class ImageFolder:
-    """Images in `root/train/<label>/` or `root/val|valid/<label>/`, decoded to float `(C, H, W)` in [0, 1]."""
+    """Images in `root/train/<label>/` or `root/val|valid/<label>/`, as `(C, H, W)` tensors of `size` (H, W).
+
+    Each image is cropped to the centred box of the target's aspect and resized once (JPEGs are decoded at the
+    smallest DCT scale that covers it: see `images.decode_image`), or with `augment` (an `Augment`) randomly
+    cropped, flipped and colour-jittered from (seed, epoch, index), where the DataLoader sets seed and epoch through
+    `seed_epoch`. `dtype=torch.uint8` gives the raw 0..255 pixels (what workers should send: a quarter of the bytes;
+    convert once per batch with `ToFloat`), `torch.float32` (default) floats in [0, 1]. Listing the folder opens
+    no image.
+    """
 
     def __init__(self, root: str | Path, split: str = "train", size: int | tuple[int, int] = 64,
-                 mode: str = "RGB", vocab: LabelVocab | None = None, tfm_x: Callable | None = None) -> None:
+                 mode: str = "RGB", vocab: LabelVocab | None = None, tfm_x: Callable | None = None,
+                 augment: Augment | None = None, dtype: torch.dtype = torch.float32, decoder: str = "auto") -> None:
         if split not in ("train", "valid"):
             raise ValueError(f"split must be 'train' or 'valid', not {split!r}.")
+        if dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"dtype must be torch.float32 (pixels in [0, 1]) or torch.uint8 (0..255), not {dtype}.")
+        if augment is not None and not isinstance(augment, Augment):
+            raise TypeError(f"augment must be an Augment (or None), not {type(augment).__name__}; "
+                            "e.g. Augment(flip=False).")
+        check_decoder(decoder)
         self.root = Path(root)
         dirs = _split_dirs(self.root)
-        self.files = _image_files(dirs[split])
+        self.files, classes = _image_files(dirs[split])
         if not self.files:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(dirs[split])!r}/<label>/; "
                              "put each image in a folder named after its label.")
         # the vocab comes from train's class folders, so train and valid agree on label indices
-        self.vocab = vocab or LabelVocab(p.name for p in dirs["train"].iterdir() if p.is_dir())
-        self.labels = [self.vocab.index(p.parent.name) for p in self.files]
+        self.vocab = vocab or LabelVocab(e.name for e in _class_dirs(dirs["train"]))
+        self.labels = [self.vocab.index(c) for c in classes]
         self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.mode, self.tfm_x = mode, tfm_x
+        if len(self.size) != 2 or not all(isinstance(n, int) and n > 0 for n in self.size):
+            raise ValueError(f"size is the (height, width) images are resized to, or one int for squares: positive "
+                             f"integers; got {size!r}.")
+        self.mode, self.tfm_x, self.augment, self.dtype, self.decoder = mode, tfm_x, augment, dtype, decoder
+        self._epoch: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        """Draw the augmentation of the coming samples from (seed, epoch, index) (the DataLoader calls this)."""
+        self._epoch = seed, epoch
+
+    def _rng(self, i: int) -> np.random.Generator:
+        # without seed_epoch (a torch DataLoader, plain indexing), the global torch RNG seeds the sample
+        seed, epoch = self._epoch or (int(torch.randint(0, 2**62, ())), 0)
+        return np.random.default_rng([seed % 2**64, epoch, i])
+
+    def image(self, i: int) -> Image.Image:
+        """Image `i` as the model sees it (augmented if `augment`), a PIL image of `size`."""
+        try:
+            if self.augment is None:
+                return decode_image(self.files[i], self.size, self.mode, decoder=self.decoder)
+            rng, aspect = self._rng(i), self.size[1] / self.size[0]
+            im = decode_image(self.files[i], self.size, self.mode,
+                              lambda w, h: self.augment.crop_box(rng, w, h, aspect), self.decoder)
+            return self.augment.pixels(rng, im)
+        except (OSError, SyntaxError) as e:  # a file Pillow can't read (it raises SyntaxError for some headers)
+            raise ValueError(f"could not read image {self.files[i]} ({type(e).__name__}: {e}); "
+                             "replace or delete the file.") from e
+
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        with Image.open(self.files[i]) as im:
-            im = im.convert(self.mode).resize(self.size[::-1], Image.BILINEAR)  # Pillow wants (W, H)
-            a = np.array(im, dtype=np.uint8)
-        x = torch.from_numpy(a.reshape(*a.shape[:2], -1)).permute(2, 0, 1).float().div_(255)
+        a = np.array(self.image(i), dtype=np.uint8)
+        x = torch.from_numpy(a.reshape(*a.shape[:2], -1)).permute(2, 0, 1)
+        if self.dtype == torch.float32:
+            x = x.float().div_(255)
         return (x if self.tfm_x is None else self.tfm_x(x)), self.labels[i]
 
     def __repr__(self) -> str:
-        return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.vocab)} labels, size={self.size})"
+        aug = "" if self.augment is None else f", {self.augment}"
+        return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.vocab)} labels, size={self.size}{aug})"
 
 
 def image_folder_split(root: str | Path, size: int | tuple[int, int] = 64, mode: str = "RGB",
-                       tfm_x: Callable | None = None) -> tuple[ImageFolder, ImageFolder]:
-    """`(train_ds, valid_ds)` from `root/train/` and `root/val/` (or `valid/`), sharing one label vocab."""
-    train = ImageFolder(root, "train", size, mode, tfm_x=tfm_x)
-    return train, ImageFolder(root, "valid", size, mode, vocab=train.vocab, tfm_x=tfm_x)
+                       tfm_x: Callable | None = None, augment: Augment | None = None,
+                       dtype: torch.dtype = torch.float32, decoder: str = "auto") -> tuple[ImageFolder, ImageFolder]:
+    """`(train_ds, valid_ds)` from `root/train/` and `root/val/` (or `valid/`), sharing one label vocab; `augment`
+    applies to the train set only (validation images are always centre-cropped and resized)."""
+    train = ImageFolder(root, "train", size, mode, tfm_x=tfm_x, augment=augment, dtype=dtype, decoder=decoder)
+    return train, ImageFolder(root, "valid", size, mode, vocab=train.vocab, tfm_x=tfm_x, dtype=dtype, decoder=decoder)

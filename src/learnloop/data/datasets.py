@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .dataset import ArrayDataset, image_folder_split
+from .dataset import ArrayDataset, ImageFolder, image_folder_split
+from .images import Augment
+from .loader import DataLoaders
+from .transforms import Normalize, ToFloat
 
 image_folder = image_folder_split  # `(train_ds, valid_ds)` from a train/ + val/ tree, listed with the others
 MNIST_FILE = "mnist.npz"
@@ -80,3 +85,31 @@ def mnist(path: str | Path | None = None, sha256: str | None = None) -> tuple[Ar
         return ArrayDataset(x.unsqueeze(1).float().div_(255), y.long())  # float, so it trains as is
 
     return to_ds(arrays["x_train"], arrays["y_train"]), to_ds(arrays["x_test"], arrays["y_test"])
+
+
+def image_stats(ds: ImageFolder, n: int = 256) -> Normalize:
+    """Per-channel mean and std of `n` images spread evenly over `ds` (centre-cropped, never augmented), in [0, 1]."""
+    idx = np.linspace(0, len(ds) - 1, min(n, len(ds))).round().astype(int)
+    xb = torch.stack([torch.from_numpy(np.array(ds.image(i), np.uint8)) for i in idx.tolist()])
+    xb = xb.reshape(*xb.shape[:3], -1).permute(0, 3, 1, 2)  # (N, C, H, W) also for grey images
+    return Normalize.from_batch(ToFloat()(xb))
+
+
+def image_folder_dls(root: str | Path, size: int | tuple[int, int] = 64, bs: int = 64,
+                     augment: Augment | bool = True, n_workers: int = 0, seed: int | None = None,
+                     mode: str = "RGB", stats: tuple[Any, Any] | None = None, decoder: str = "auto",
+                     **kwargs: Any) -> DataLoaders:
+    """Train and valid loaders over `root/train/<label>/` and `root/val/<label>/`, the fast way: workers send uint8
+    batches, turned into floats and normalised once per batch here (`ToFloat`, `Normalize`).
+
+    `augment`: True for `Augment()`'s defaults, an `Augment` for others, False for none; it applies to the train set
+    (validation is always centre-cropped and resized). `stats`: per-channel (mean, std) in [0, 1]; by default
+    measured on 256 training images. `kwargs` go to both `DataLoader`s (e.g. `prefetch`, `pin_memory`).
+    """
+    aug = Augment() if augment is True else augment or None
+    train, valid = image_folder_split(root, size, mode, augment=aug, dtype=torch.uint8, decoder=decoder)
+    plain = copy.copy(train)
+    plain.augment = None
+    norm = Normalize(*stats) if stats is not None else image_stats(plain)
+    return DataLoaders.from_dsets(train, valid, bs=bs, n_workers=n_workers, seed=seed,
+                                  batch_tfms=[ToFloat(), norm], **kwargs)

@@ -7,10 +7,12 @@ import multiprocessing
 import pickle
 import sys
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from torch import Tensor
 from .dataset import ArrayDataset
 
 Tfms = Callable | Sequence[Callable] | None
+EpochKey = tuple[int, int] | None  # (seed, epoch) for a dataset with `seed_epoch`, else None
 
 
 def collate(samples: Sequence[Any]) -> Any:
@@ -65,9 +68,11 @@ def _take(t: Tensor, idx: Tensor) -> Tensor:
     return t.index_select(0, idx.to(t.device))
 
 
-def _load(ds: Any, idx: Tensor | slice, collate_fn: Callable) -> Any:
+def _load(ds: Any, idx: Tensor | slice, collate_fn: Callable, key: EpochKey = None) -> Any:
     """One batch of `ds` at indices `idx` (a slice when in order): a single gather (or view) for a plain
-    ArrayDataset, else sample by sample."""
+    ArrayDataset, else sample by sample, after `ds.seed_epoch(*key)` for a dataset that draws per-sample randomness."""
+    if key is not None:  # set per batch: another loader over the same dataset may have set its own
+        ds.seed_epoch(*key)
     if collate_fn is collate and type(ds) is ArrayDataset and ds.tfm_x is None and ds.tfm_y is None:
         if isinstance(idx, slice):  # in order: views of the dataset's tensors, nothing copied
             return ds.x[idx], ds.y[idx]
@@ -99,10 +104,10 @@ def _init_worker(ds: Any, collate_fn: Callable) -> None:
     torch.set_num_threads(1)
 
 
-def _worker_load(idx: Tensor) -> Any:
+def _worker_load(idx: Tensor, key: EpochKey) -> Any:
     ds, collate_fn = _worker_state
     try:
-        return _load(ds, idx, collate_fn)
+        return _load(ds, idx, collate_fn, key)
     except Exception as e:
         # the original exception may not pickle back to the main process; its text always does
         error, tb = "".join(traceback.format_exception_only(e)).strip(), traceback.format_exc()
@@ -129,30 +134,39 @@ class DataLoader:
     batch) after collate, e.g. `[ToCHW(), Normalize.from_batch(xb)]`. A plain `ArrayDataset` with the default
     collate is gathered a whole batch at a time (`x[idx]`), and unshuffled its batches are views of `x` and `y`
     (nothing copied: change them out of place, `xb = xb * 2`, not `xb *= 2`). Workers start with `mp_context` (a multiprocessing
-    start method; None: the platform's default). `pin_memory` (on a machine with CUDA) puts batches in page-locked
-    memory, so the Learner's `non_blocking` copies overlap compute. `state_dict`/`load_state_dict` resume mid-epoch
-    exactly.
+    start method; None: the platform's default) on the first epoch and stay for the next ones (`close()` ends them;
+    each holds a copy of `ds`, so call it after changing the dataset); at most `prefetch` batches per worker are
+    in flight. A dataset with a `seed_epoch(seed, epoch)` method gets it before its samples are read, so it can draw
+    per-sample randomness from (seed, epoch, index): `seed`, or without one a number drawn from torch's global RNG
+    each epoch. `pin_memory` (on a machine with CUDA) puts batches in page-locked memory, so the Learner's
+    `non_blocking` copies overlap compute. `state_dict`/`load_state_dict` resume mid-epoch exactly.
     """
 
     def __init__(self, ds: Any, bs: int = 64, shuffle: bool = False, n_workers: int = 0,
                  collate_fn: Callable = collate, drop_last: bool = False, seed: int | None = None,
-                 batch_tfms: Tfms = None, mp_context: str | None = None, pin_memory: bool = False) -> None:
+                 batch_tfms: Tfms = None, mp_context: str | None = None, pin_memory: bool = False,
+                 prefetch: int = 2) -> None:
         if not isinstance(bs, int) or bs <= 0:
             raise ValueError(f"bs must be a positive integer (samples per batch), got {bs!r}.")
         if not isinstance(n_workers, int) or n_workers < 0:
             raise ValueError(f"n_workers must be an integer >= 0 (0 loads in this process), got {n_workers!r}.")
+        if not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an integer >= 1 (batches in flight per worker), got {prefetch!r}.")
         if len(ds) == 0:
             raise ValueError("the dataset is empty (len(ds) == 0); check the path or filter that built it.")
         if drop_last and len(ds) < bs:
             raise ValueError(f"drop_last=True with bs={bs} > len(ds)={len(ds)} gives no batches; "
                              "use a smaller bs or drop_last=False.")
         self.ds, self.bs, self.shuffle, self.n_workers = ds, bs, shuffle, n_workers
-        self.collate_fn, self.drop_last, self.seed = collate_fn, drop_last, seed
+        self.collate_fn, self.drop_last, self.seed, self.prefetch = collate_fn, drop_last, seed, prefetch
         self.batch_tfms = _as_tuple(batch_tfms)
         self.pin_memory = pin_memory and torch.cuda.is_available()  # page-locked: a non_blocking copy to the GPU
         self.mp_context = multiprocessing.get_context(mp_context)
-        self.epoch, self._order, self._batch, self._resume = 0, None, 0, False
+        self.epoch, self._order, self._batch, self._resume, self._key = 0, None, 0, False, None
         self.rank, self.world_size, self.even = 0, 1, True  # this process's shard: see `set_shard`
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_for: tuple = ()  # what the pool's workers were started with
+        self._shutdown: weakref.finalize | None = None
 
     @property
     def dataset(self) -> Any:
@@ -182,25 +196,34 @@ class DataLoader:
         g = None if self.seed is None else torch.Generator().manual_seed(self.seed + epoch)
         return torch.randperm(len(self.ds), generator=g)
 
+    def _epoch_key(self, epoch: int) -> EpochKey:
+        """(seed, epoch) for a dataset that draws per-sample randomness; the seed is drawn when the loader has none."""
+        if not callable(getattr(self.ds, "seed_epoch", None)):
+            return None
+        return (self.seed if self.seed is not None else int(torch.randint(0, 2**62, ())), epoch)
+
+    def _chunks(self, order: Tensor | None, start: int) -> list[Tensor | slice]:
+        """The index chunks of an epoch with order `order` (None: in order), from batch `start` on."""
+        n, bs = len(self.ds), self.bs
+        if order is None and self.world_size == 1:  # in order: slices, which a plain ArrayDataset serves as views
+            return [slice(i, min(i + bs, n)) for i in range(start * bs, len(self) * bs, bs)]
+        order = torch.arange(n) if order is None else order
+        if self.world_size > 1:  # the full order is kept (and checkpointed): the same on every rank
+            order = shard_indices(order, self.rank, self.world_size, self.even)
+        return list(order.split(bs)[start:len(self)])  # len(self) leaves out a short last chunk with drop_last
+
     def __iter__(self) -> Iterator[Any]:
         if self._resume:  # finish the epoch restored by load_state_dict
             self._resume = False
         else:
             self._order, self._batch = self._epoch_order(self.epoch), 0
+            self._key = self._epoch_key(self.epoch)
             self.epoch += 1
-        n, bs = len(self.ds), self.bs
-        if self._order is None and self.world_size == 1:  # in order: slices, which a plain ArrayDataset serves as views
-            starts = range(self._batch * bs, len(self) * bs, bs)
-            return self._batches([slice(i, min(i + bs, n)) for i in starts])
-        order = torch.arange(n) if self._order is None else self._order
-        if self.world_size > 1:  # the full order is kept (and checkpointed): the same on every rank
-            order = shard_indices(order, self.rank, self.world_size, self.even)
-        chunks = order.split(bs)[self._batch:len(self)]  # len(self) leaves out a short last chunk with drop_last
-        return self._batches(chunks)
+        return self._batches(self._chunks(self._order, self._batch), self._key)
 
-    def _batches(self, chunks: Sequence[Tensor | slice]) -> Iterator[Any]:
-        loaded = (self._load_parallel(chunks) if self.n_workers
-                  else (_load(self.ds, idx, self.collate_fn) for idx in chunks))
+    def _batches(self, chunks: Sequence[Tensor | slice], key: EpochKey) -> Iterator[Any]:
+        loaded = (self._load_parallel(chunks, key) if self.n_workers
+                  else (_load(self.ds, idx, self.collate_fn, key) for idx in chunks))
         for batch in loaded:
             self._batch += 1
             batch = self._tfm(batch) if self.batch_tfms else batch
@@ -212,22 +235,45 @@ class DataLoader:
             xb = f(xb)
         return (xb, *batch[1:]) if isinstance(batch, (tuple, list)) else xb
 
-    def _load_parallel(self, chunks: Sequence[Tensor | slice]) -> Iterator[Any]:
+    def _workers(self) -> ProcessPoolExecutor:
+        """The worker pool, started on first use and kept across epochs while ds, collate_fn and n_workers stay."""
+        spec = (self.ds, self.collate_fn, self.n_workers, self.mp_context)
+        if self._pool is not None and all(a is b for a, b in zip(spec, self._pool_for)):
+            return self._pool
+        self.close()
         if self.mp_context.get_start_method() != "fork":  # forked workers inherit ds, the others unpickle it
             self._check_picklable()
-        pool = ProcessPoolExecutor(self.n_workers, self.mp_context, _init_worker, (self.ds, self.collate_fn))
-        todo, finished = iter(chunks), False
+        self._pool = ProcessPoolExecutor(self.n_workers, self.mp_context, _init_worker, (self.ds, self.collate_fn))
+        self._pool_for = spec
+        # a loader dropped without close() still ends its workers; the finalizer holds the pool, not the loader
+        self._shutdown = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def _load_parallel(self, chunks: Sequence[Tensor | slice], key: EpochKey) -> Iterator[Any]:
+        pool, todo, finished = self._workers(), iter(chunks), False
         try:  # keep a bounded number of batches in flight, not the whole epoch
-            pending = deque(pool.submit(_worker_load, idx) for idx in islice(todo, 2 * self.n_workers))
+            pending = deque(pool.submit(_worker_load, idx, key) for idx in islice(todo, self.prefetch * self.n_workers))
             while pending:
                 batch = pending.popleft().result()
                 idx = next(todo, None)
                 if idx is not None:
-                    pending.append(pool.submit(_worker_load, idx))
+                    pending.append(pool.submit(_worker_load, idx, key))
                 yield batch
             finished = True
-        finally:  # also on break, error or Ctrl-C: drop queued batches, don't wait for running ones
-            pool.shutdown(wait=finished, cancel_futures=True)
+        finally:  # on break, error or Ctrl-C: end the workers, dropping queued batches (a new pool starts next time)
+            if not finished:
+                self.close()
+
+    def close(self) -> None:
+        """End the worker processes now (they also end when the loader is garbage-collected); the next epoch with
+        workers starts new ones."""
+        if self._shutdown is not None:
+            self._shutdown()  # shutdown(wait=False, cancel_futures=True), once
+        self._pool, self._pool_for, self._shutdown = None, (), None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (pickle, deepcopy) starts its own workers
+        return {**self.__dict__, "_pool": None, "_pool_for": (), "_shutdown": None}
 
     def _check_picklable(self) -> None:
         try:
@@ -237,9 +283,32 @@ class DataLoader:
                             f"both must be picklable, but pickling failed ({type(e).__name__}: {e}). Define them "
                             "at module level (no lambdas, local functions or open files), or use n_workers=0.") from e
 
+    def one_batch(self) -> Any:
+        """The first batch of the epoch this loader runs next (with `seed`; else of a fresh random order), batch
+        transforms applied, loaded in this process; the loader's progress is left alone."""
+        chunk = self._chunks(self._epoch_order(self.epoch), 0)[0]
+        batch = _load(self.ds, chunk, self.collate_fn, self._epoch_key(self.epoch))
+        return self._tfm(batch) if self.batch_tfms else batch
+
+    def decode(self, xb: Tensor) -> Tensor:
+        """Undo the batch transforms that can be undone (those with a `decode`), last first: e.g. back to pixels."""
+        for f in reversed(self.batch_tfms):
+            if callable(getattr(f, "decode", None)):
+                xb = f.decode(xb)
+        return xb
+
+    def show_batch(self, path: str | Path | None = None, n: int = 16, ncols: int | None = None) -> Any:
+        """A grid of the first `n` images of `one_batch()`, as the model sees them, titled with their labels;
+        saved as PNG when `path` is given (see `learnloop.plots.show_batch`)."""
+        from ..plots import show_batch  # matplotlib is imported only for plots
+
+        return show_batch(self, path, n=n, ncols=ncols)
+
     def state_dict(self) -> dict[str, Any]:
-        """Progress for exact resume: epochs started, this epoch's index order (None unshuffled), batches yielded."""
-        return {"epoch": self.epoch, "order": self._order, "batch": self._batch}
+        """Progress for exact resume: epochs started, this epoch's index order (None unshuffled), batches yielded,
+        and the per-sample seed of this epoch (None unless the dataset draws per-sample randomness)."""
+        return {"epoch": self.epoch, "order": self._order, "batch": self._batch,
+                "sample_seed": None if self._key is None else self._key[0]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore `state_dict()`: the next `iter` yields the rest of that epoch, later epochs as if never stopped."""
@@ -249,6 +318,8 @@ class DataLoader:
                              "load the state into a loader over the same dataset.")
         self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self._order = None if order is None else torch.as_tensor(order, dtype=torch.long)
+        sample_seed = state.get("sample_seed")  # absent from checkpoints written before it existed
+        self._key = None if sample_seed is None else (int(sample_seed), self.epoch - 1)
         self._resume = self.epoch > 0 and self._batch < len(self)
 
     def __repr__(self) -> str:
@@ -268,6 +339,10 @@ class DataLoaders:
         """Train loader shuffled (and `drop_last`), valid loader in order and complete; `kwargs` go to both."""
         return cls(DataLoader(train_ds, bs, shuffle=True, drop_last=drop_last, **kwargs),
                    DataLoader(valid_ds, bs, shuffle=False, **kwargs))
+
+    def show_batch(self, path: str | Path | None = None, n: int = 16, valid: bool = False) -> Any:
+        """`show_batch` of the train loader (augmented, as trained on), or of the valid loader when `valid`."""
+        return (self.valid if valid else self.train).show_batch(path, n=n)
 
     def __repr__(self) -> str:
         return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"

@@ -1,4 +1,4 @@
-"""Batch transforms: per-channel normalisation and channels-last to channels-first."""
+"""Batch transforms: integer pixels to floats, per-channel normalisation and channels-last to channels-first."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Normalize:
 
     def __call__(self, x: Tensor) -> Tensor:
         mean, std = self._stats(x)
-        return (x - mean) / std
+        return (x - mean).div_(std)  # one new tensor, not two
 
     def decode(self, x: Tensor) -> Tensor:
         """Undo the normalisation: `x * std + mean`."""
@@ -65,3 +65,23 @@ class ToCHW:
 
     def __repr__(self) -> str:
         return "ToCHW()"
+
+
+class ToFloat:
+    """Integer pixels (uint8, 0..255) -> float32 in [0, 1], once per batch; a float batch passes unchanged.
+
+    Workers send uint8 batches (a quarter of float32's bytes) and this runs in the main process, before `Normalize`.
+    """
+
+    def __init__(self, div: float = 255.0) -> None:
+        self.div = div
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x if x.is_floating_point() else x.float().div_(self.div)
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Back to uint8 pixels, rounded and clamped to 0..255."""
+        return (x * self.div).round_().clamp_(0, 255).to(torch.uint8)
+
+    def __repr__(self) -> str:
+        return f"ToFloat(div={self.div:g})"

@@ -4,10 +4,10 @@ from .functional import cross_entropy, log_softmax, logsumexp, nll_loss
 from .hooks import Hook, Hooks, LayerStats
 from .layers import (AdaptivePool, ConvLayer, Flatten, Lambda, Linear, ReLU, Sequential,
                      simple_cnn)
-from .models import bn_cnn
+from .models import bn_cnn, image_cnn
 from .module import HookHandle, IncompatibleKeys, Module, Parameter, TorchModule, to_torch
 
 __all__ = ["Parameter", "Module", "HookHandle", "IncompatibleKeys", "TorchModule", "to_torch",
            "Linear", "ConvLayer", "Sequential", "AdaptivePool", "Flatten", "ReLU", "Lambda",
-           "simple_cnn", "bn_cnn", "Hook", "Hooks", "LayerStats", "cross_entropy", "log_softmax",
+           "simple_cnn", "bn_cnn", "image_cnn", "Hook", "Hooks", "LayerStats", "cross_entropy", "log_softmax",
            "logsumexp", "nll_loss"]

@@ -1,0 +1,161 @@
+"""Reading images fast and augmenting them: JPEGs decoded at the smallest DCT scale that still covers the crop at
+the target size, one resize, and seeded per-sample augmentation (random resized crop, flip, colour jitter)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+import numpy as np
+from PIL import Image, ImageStat
+
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels of the full-size image
+DECODERS = ("auto", "simplejpeg", "pillow")
+JPEG_MAGIC = b"\xff\xd8"
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert("L")
+
+
+@cache
+def _simplejpeg() -> ModuleType | None:
+    """The optional `simplejpeg` module (`pip install learnloop[jpeg]`), or None when it is not installed."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
+
+
+def jpeg_decoder() -> str:
+    """The decoder `decoder="auto"` uses for JPEGs: 'simplejpeg' when installed, else 'pillow'."""
+    return "simplejpeg" if _simplejpeg() is not None else "pillow"
+
+
+def centre_box(w: int, h: int, aspect: float) -> Box:
+    """The largest box of aspect `aspect` (width / height) centred in a `w` x `h` image."""
+    if w / h > aspect:  # wider than the target: keep the full height
+        cw = min(h * aspect, w)
+        return ((w - cw) / 2, 0.0, (w + cw) / 2, float(h))
+    ch = min(w / aspect, h)
+    return (0.0, (h - ch) / 2, float(w), (h + ch) / 2)
+
+
+def check_decoder(decoder: str) -> None:
+    """ValueError for an unknown decoder name, ImportError for simplejpeg when it is not installed."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(map(repr, DECODERS))}, not {decoder!r}.")
+    if decoder == "simplejpeg" and _simplejpeg() is None:
+        raise ImportError("decoder='simplejpeg' needs the simplejpeg package: pip install 'learnloop[jpeg]' "
+                          "(or simplejpeg), or use decoder='auto', which falls back to Pillow.")
+
+
+def _scale_box(box: Box, w: int, h: int, new_w: int, new_h: int) -> Box:
+    """`box` of a `w` x `h` image in the same image scaled to `new_w` x `new_h`, clamped inside it."""
+    sx, sy = new_w / w, new_h / h  # float rounding must not put an edge a hair outside: Pillow refuses that
+    return (max(0.0, box[0] * sx), max(0.0, box[1] * sy), min(float(new_w), box[2] * sx), min(float(new_h), box[3] * sy))
+
+
+def _min_decoded_size(box: Box, w: int, h: int, size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) the whole image must keep when scaled down so that `box` still covers `size` (H, W)."""
+    f = max(size[1] / (box[2] - box[0]), size[0] / (box[3] - box[1]))
+    return min(w, math.ceil(w * f)), min(h, math.ceil(h * f))
+
+
+def _decode_simplejpeg(data: bytes, size: tuple[int, int], mode: str,
+                       box_for: Callable[[int, int], Box]) -> Image.Image | None:
+    """The crop, resized, through simplejpeg (libjpeg-turbo, any M/8 DCT scale); None when it can't (CMYK...)."""
+    sj = _simplejpeg()
+    try:
+        h, w = sj.decode_jpeg_header(data)[:2]
+        box = box_for(w, h)
+        min_w, min_h = _min_decoded_size(box, w, h, size)
+        a = sj.decode_jpeg(data, colorspace="GRAY" if mode == "L" else "RGB", min_height=min_h, min_width=min_w)
+    except ValueError:  # a JPEG libjpeg-turbo can't convert (CMYK, 12-bit): Pillow reads those
+        return None
+    im = Image.fromarray(a[..., 0] if mode == "L" else a)
+    return im.resize(size[::-1], Image.BILINEAR, box=_scale_box(box, w, h, a.shape[1], a.shape[0]))
+
+
+def decode_image(path: str, size: tuple[int, int], mode: str = "RGB",
+                 box_for: Callable[[int, int], Box] | None = None, decoder: str = "auto") -> Image.Image:
+    """The image at `path` in `mode`, cropped to `box_for(w, h)` (default: the centred box of the target aspect)
+    and resized to `size` (H, W), in one resize. JPEGs are decoded at the smallest DCT scale that still covers the
+    crop at `size` (simplejpeg when installed and `decoder` allows, else Pillow's `draft`)."""
+    box_for = box_for or (lambda w, h: centre_box(w, h, size[1] / size[0]))
+    if decoder != "pillow" and mode in ("RGB", "L") and _simplejpeg() is not None:
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:2] == JPEG_MAGIC:
+            im = _decode_simplejpeg(data, size, mode, box_for)
+            if im is not None:
+                return im
+    with Image.open(path) as im:
+        w, h = im.size
+        box = box_for(w, h)
+        if im.format == "JPEG":  # libjpeg's DCT scaling by 1/2, 1/4 or 1/8: less to decode and to resize
+            im.draft("L" if mode == "L" else "RGB", _min_decoded_size(box, w, h, size))
+        if im.mode != mode:
+            im = im.convert(mode)
+        return im.resize(size[::-1], Image.BILINEAR, box=_scale_box(box, w, h, *im.size))
+
+
+def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    return float(rng.uniform(*lo_hi))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation for image folders, per sample on uint8 pixels in the loader's workers.
+
+    A random resized crop (a box of `scale` of the image's area and aspect `ratio` times the target's, resized to
+    the target size), a horizontal flip with probability 1/2 when `flip` (turn it off where a mirror image changes
+    the label: text, digits, left/right), and colour jitter: brightness, contrast and saturation each scaled by a
+    factor drawn from `[1 - x, 1 + x]`. Every draw comes from the generator the dataset makes for the sample from
+    (seed, epoch, index), so a seeded loader gives the same images with or without workers, and after a resume.
+    """
+
+    scale: tuple[float, float] = (0.35, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"Augment(scale=...) is the range of crop areas as fractions of the image, "
+                             f"0 < low <= high <= 1; got {self.scale}.")
+        if not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"Augment(ratio=...) is the range of crop aspect ratios, 0 < low <= high; got {self.ratio}.")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"Augment({name}=...) is a jitter strength in [0, 1), got {getattr(self, name)}.")
+
+    def crop_box(self, rng: np.random.Generator, w: int, h: int, aspect: float) -> Box:
+        """A random box of a `w` x `h` image: area in `scale`, aspect `ratio` x `aspect` (torchvision's recipe)."""
+        log_ratio = (math.log(self.ratio[0] * aspect), math.log(self.ratio[1] * aspect))
+        for _ in range(10):
+            area = w * h * _uniform(rng, self.scale)
+            r = math.exp(_uniform(rng, log_ratio))
+            cw, ch = math.sqrt(area * r), math.sqrt(area / r)
+            if cw <= w and ch <= h:
+                x0, y0 = float(rng.uniform(0, w - cw)), float(rng.uniform(0, h - ch))
+                return (x0, y0, x0 + cw, y0 + ch)
+        return centre_box(w, h, min(max(w / h, math.exp(log_ratio[0])), math.exp(log_ratio[1])))
+
+    def pixels(self, rng: np.random.Generator, im: Image.Image) -> Image.Image:
+        """The flip and colour jitter, on the resized image."""
+        if self.flip and rng.random() < 0.5:
+            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        # every factor is drawn even when unused, so the stream of draws never depends on the settings' zeros
+        b, c, s = (_uniform(rng, (1 - x, 1 + x)) for x in (self.brightness, self.contrast, self.saturation))
+        if self.saturation and im.mode == "RGB":  # towards (s < 1) or away from (s > 1) the grey image
+            im = Image.blend(im.convert("L").convert(im.mode), im, s)
+        if self.brightness or self.contrast:  # x -> b * (c * x + (1 - c) * grey mean): one lookup table per band
+            means = ImageStat.Stat(im).mean
+            grey = sum(w * m for w, m in zip(GREY_WEIGHTS, means)) if len(means) == 3 else means[0]
+            lut = np.clip(b * (c * np.arange(256) + (1 - c) * grey), 0, 255).round().astype(np.uint8)
+            im = im.point(lut.tolist() * len(means))
+        return im
