@@ -4,7 +4,7 @@ Run: `python benchmarks/image_folder.py [--root ROOT]` (default: writes 4,000 JP
 into a temporary folder first, ~2 minutes). Prints
 1. JPEG decoding: ms per image, decoded and resized to --size, by each decoder available (how learnloop's is chosen);
 2. one training epoch at --size px, 0 and 2 workers: learnloop's `image_folder_dls` loader (uint8 from the workers,
-   float + normalise once per batch here; with and without augmentation) against the plain recipe users write (PIL
+   float + normalise once per batch here; plain, with Pillow as the only decoder, augmented) against the plain recipe users write (PIL
    open, convert, resize, float + normalise per sample, `torch.utils.data.DataLoader`, persistent workers), as
    median seconds, images/s, time to the first batch and the ratio learnloop / torch;
 3. listing a 100k-image folder (empty files: indexing must not read them): seconds and peak RSS.
@@ -97,8 +97,13 @@ def drain(dl: Iterable, first: list[float]) -> Callable[[], None]:
 def time_epochs(root: Path, size: int, bs: int, workers: int, repeats: int) -> None:
     kw = dict(batch_size=bs, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
     loaders = {"torch recipe": TorchDataLoader(TorchRecipe(root, size), **kw)}
-    for name, augment in (("learnloop", False), ("learnloop, augmented", True)):
-        loaders[name] = image_folder_dls(root, size, bs, augment=augment, n_workers=workers, seed=0).train
+    variants = {"learnloop": (False, "auto"), "learnloop, Pillow only": (False, "pillow"),
+                "learnloop, augmented": (True, "auto")}
+    if jpeg_decoder() == "pillow":  # without simplejpeg "auto" is Pillow already
+        del variants["learnloop, Pillow only"]
+    for name, (augment, decoder) in variants.items():
+        loaders[name] = image_folder_dls(root, size, bs, augment=augment, n_workers=workers, seed=0,
+                                         decoder=decoder).train
     n = len(loaders["learnloop"].ds)
     firsts: dict[str, list[float]] = {name: [] for name in loaders}
     times = alternate({name: (lambda name=name, dl=dl: drain(dl, firsts[name])) for name, dl in loaders.items()},

@@ -16,7 +16,7 @@ RECIPES: dict[str, dict[str, Any]] = {
               "momentum": 0.9},
     # photos: conv-BN-ReLU wide enough for colour, AdamW (SGD stalls at chance for epochs on small folders),
     # augmented (random resized crop, flip, colour jitter); README "Image folders" has the measured accuracies
-    "folder": {"arch": "image_cnn", "epochs": 5, "lr": 2e-3, "bs": 64, "sched": "onecycle", "label_smoothing": 0.1,
+    "folder": {"arch": "image_cnn", "epochs": 10, "lr": 2e-3, "bs": 64, "sched": "onecycle", "label_smoothing": 0.1,
                "opt": "adamw", "wd": 0.01, "augment": True, "flip": True},
 }
 ARCHS = ("simple_cnn", "bn_cnn", "image_cnn")
