@@ -80,3 +80,9 @@ def write_photo_folder(root, n_per_class: int = 6, classes: str = "abc", size: t
 def photo_folder(tmp_path):
     """A small JPEG image folder (3 tinted classes, 6 train and 2 valid images each) in tmp_path."""
     return write_photo_folder(tmp_path / "photos")
+
+
+@pytest.fixture
+def make_photo_folder(tmp_path):
+    """Factory: `write_photo_folder(tmp_path / name, **kwargs)`."""
+    return lambda name="photos", **kwargs: write_photo_folder(tmp_path / name, **kwargs)
