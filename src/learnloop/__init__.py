@@ -9,13 +9,14 @@ from .learner import (
     Learner,
 )
 from .api import fit
-from .callbacks import Callback
+from .callbacks import Callback, FitInterrupted
+from .errors import UserError
 from .saving import load_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Learner", "Callback", "fit", "load_checkpoint",
+    "Learner", "Callback", "fit", "load_checkpoint", "FitInterrupted", "UserError",
     "CancelBatchException", "CancelTrainException", "CancelValidateException",
     "CancelEpochException", "CancelFitException",
 ]  # fmt: skip

@@ -57,6 +57,7 @@ EVENTS: tuple[str, ...] = (
 # The callback modules import the exceptions above from here, so these imports come after them.
 from .callbacks.checkpoint import Resume  # noqa: E402
 from .callbacks.core import Callback, as_callback, warn_unknown_events  # noqa: E402
+from .callbacks.interrupt import GracefulInterrupt  # noqa: E402
 from .callbacks.metrics import Recorder, metric_name  # noqa: E402
 from .callbacks.progress import ProgressCallback  # noqa: E402
 from .callbacks.training import TerminateOnNaN  # noqa: E402
@@ -93,7 +94,8 @@ class Learner:
         self.n_epoch, self.epoch, self.iter, self.n_iter, self.training = 1, 0, 0, 0, False
         self.start_epoch = self.start_iter = 0  # where the next fit starts (set by a resume)
         self.dl = self.xb = self.yb = self.preds = self.loss = self.loss_grad = None
-        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else []) + default_callbacks()
+        defaults = [Recorder(), TerminateOnNaN(), GracefulInterrupt()] + ([ProgressCallback()] if progress else [])
+        defaults += default_callbacks()
         self.add_cbs(defaults + list(cbs or []))
 
     @property

@@ -3,6 +3,7 @@
 from .activations import ActivationStats
 from .checkpoint import Checkpoint
 from .core import Callback, as_callback
+from .interrupt import FitInterrupted, GracefulInterrupt
 from .keras import KerasCallback
 from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .metrics import Recorder
@@ -35,6 +36,6 @@ __all__ = [
     "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
     "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds",
-    "Checkpoint", "EarlyStopping", "SaveBest", "GradientClip",
+    "Checkpoint", "GracefulInterrupt", "FitInterrupted", "EarlyStopping", "SaveBest", "GradientClip",
     "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",
 ]  # fmt: skip

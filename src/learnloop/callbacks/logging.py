@@ -17,18 +17,20 @@ from typing import Any
 import torch
 
 from ..distributed import unwrap
+from ..errors import OutputPathError
 from .core import Callback
 
 
 def ensure_writable_dir(path: str | os.PathLike, owner: str) -> Path:
-    """Create directory `path` and write a probe file in it; raise an `OSError` naming `owner` if it can't."""
+    """Create directory `path` and write a probe file in it; raise an `OutputPathError` (an `OSError`) naming
+    `owner` if it can't."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise OSError(
+        raise OutputPathError(
             f"{owner} cannot write to {str(path)!r} ({e.strerror or e}). Pass a directory you can write to, "
             f"or create it first."
         ) from e

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..errors import DataError, MissingFileError
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 VALID_DIRS = ("val", "valid")
 
@@ -84,7 +86,7 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     valid = next((root / name for name in VALID_DIRS if (root / name).is_dir()), None)
     if not train.is_dir() or valid is None:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else "root does not exist"
-        raise FileNotFoundError(f"image folder {str(root)!r} needs a 'train/' and a 'val/' (or 'valid/') subfolder, "
+        raise MissingFileError(f"image folder {str(root)!r} needs a 'train/' and a 'val/' (or 'valid/') subfolder, "
                                 f"each holding one folder of images per class; found: {found}.")
     return {"train": train, "valid": valid}
 
@@ -94,7 +96,10 @@ def _image_files(d: Path) -> list[Path]:
 
 
 class ImageFolder:
-    """Images in `root/train/<label>/` or `root/val|valid/<label>/`, decoded to float `(C, H, W)` in [0, 1]."""
+    """Images in `root/train/<label>/` or `root/val|valid/<label>/`, decoded to float `(C, H, W)` in [0, 1].
+
+    A file that can't be decoded stops the fit with a `DataError` naming it (with or without loader workers):
+    skipping it would silently train on other data than the folder holds."""
 
     def __init__(self, root: str | Path, split: str = "train", size: int | tuple[int, int] = 64,
                  mode: str = "RGB", vocab: LabelVocab | None = None, tfm_x: Callable | None = None) -> None:
@@ -104,10 +109,14 @@ class ImageFolder:
         dirs = _split_dirs(self.root)
         self.files = _image_files(dirs[split])
         if not self.files:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(dirs[split])!r}/<label>/; "
-                             "put each image in a folder named after its label.")
+            raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(dirs[split])!r}/<label>/; "
+                            "put each image in a folder named after its label.")
         # the vocab comes from train's class folders, so train and valid agree on label indices
-        self.vocab = vocab or LabelVocab(p.name for p in dirs["train"].iterdir() if p.is_dir())
+        self.vocab = vocab or _class_vocab(dirs["train"])
+        unknown = sorted({p.parent.name for p in self.files} - set(self.vocab))
+        if unknown:
+            raise DataError(f"{str(dirs[split])!r} has classes that train/ lacks: {unknown}; train/ has "
+                            f"{list(self.vocab)}. Give every class a folder of images in train/, or remove it.")
         self.labels = [self.vocab.index(p.parent.name) for p in self.files]
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.mode, self.tfm_x = mode, tfm_x
@@ -116,14 +125,27 @@ class ImageFolder:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        with Image.open(self.files[i]) as im:
-            im = im.convert(self.mode).resize(self.size[::-1], Image.BILINEAR)  # Pillow wants (W, H)
-            a = np.array(im, dtype=np.uint8)
+        try:
+            with Image.open(self.files[i]) as im:
+                im = im.convert(self.mode).resize(self.size[::-1], Image.BILINEAR)  # Pillow wants (W, H)
+                a = np.array(im, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as e:  # what Pillow raises for unreadable or truncated files
+            raise DataError(f"cannot read image {self.files[i]} ({e.__class__.__name__}: {e}); replace or "
+                            f"delete the file, then run again.") from None
         x = torch.from_numpy(a.reshape(*a.shape[:2], -1)).permute(2, 0, 1).float().div_(255)
         return (x if self.tfm_x is None else self.tfm_x(x)), self.labels[i]
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.vocab)} labels, size={self.size})"
+
+
+def _class_vocab(train: Path) -> LabelVocab:
+    """The labels of `train`'s class folders; a DataError unless there are at least two."""
+    vocab = LabelVocab(p.name for p in train.iterdir() if p.is_dir())
+    if len(vocab) < 2:
+        raise DataError(f"{str(train)!r} has {len(vocab)} class folder{'s' * (len(vocab) != 1)} "
+                        f"{list(vocab)}: a classifier needs at least two (one folder of images per class).")
+    return vocab
 
 
 def image_folder_split(root: str | Path, size: int | tuple[int, int] = 64, mode: str = "RGB",
