@@ -60,15 +60,19 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_number(text: str) -> float:
-    """An argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
-    return value
+def _number(zero_ok: bool) -> Callable[[str], float]:
+    """An argparse type: a finite float above 0 (or 0 too, with `zero_ok`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and (value > 0 or zero_ok and value == 0)):
+            raise argparse.ArgumentTypeError(f"must be a number {'of 0 or more' if zero_ok else 'above 0'}, got {text}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--debug", action="store_true", help="show the full traceback of any error "
                          "(also LEARNLOOP_DEBUG=1)")
     fit.add_argument("--epochs", type=_whole_number(1), help="number of epochs (default per dataset)")
-    fit.add_argument("--lr", type=_positive_number, help="learning rate; the peak lr with --sched onecycle")
+    fit.add_argument("--lr", type=_number(zero_ok=False), help="learning rate; the peak lr with --sched onecycle")
     fit.add_argument("--sched", choices=SCHEDULES, help="lr schedule (default onecycle)")
     fit.add_argument("--one-cycle", dest="sched", action="store_const", const="onecycle", help="same as --sched onecycle")
     fit.add_argument("--ckpt-every", type=_whole_number(1), default=None, metavar="N",
@@ -110,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.ckpt")
     fit.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (its model.pt, "
                      "last.ckpt, history.csv, loss.png and tb/); without it fit refuses to touch an earlier run")
-    fit.add_argument("--log-every", type=float, default=30, metavar="SECONDS", help="when the output is not a "
+    fit.add_argument("--log-every", type=_number(zero_ok=True), default=30, metavar="SECONDS", help="when the output is not a "
                      "terminal, print a progress line every SECONDS of an epoch (default 30; 0: never)")
     fit.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="do not write OUT/tb")
     return parser

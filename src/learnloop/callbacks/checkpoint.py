@@ -346,6 +346,6 @@ def _load_weights(learn: Any, state: dict, path: Path | str) -> None:
         model.load_state_dict(state["model"])
         learn.opt.load_state_dict(state["opt"])
     except (RuntimeError, ValueError) as e:  # same names, other shapes or optimizer groups
-        first = str(e).strip().splitlines()[-1].strip()
+        first = str(e).strip().splitlines()[-1].strip().rstrip(".")
         raise CheckpointError(f"{path} doesn't fit this model or optimizer ({first}). Resume with the model and "
                               f"optimizer that wrote it.") from None
