@@ -65,6 +65,7 @@ class TensorBoardCallback(Callback):
     """
 
     order = 70
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(
@@ -156,6 +157,7 @@ class CSVLogger(Callback):
     """Appends one row per epoch (the keys of `learn.history`) to a CSV file; `append=True` continues one."""
 
     order = 70
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, path: str | os.PathLike = "history.csv", append: bool = False):
