@@ -15,10 +15,7 @@ from typing import Any
 import torch
 
 from .callbacks.checkpoint import Resume
-from .callbacks.core import (
-    CANCELS, EVENTS, LEVELS, Callback, CancelBatchException, CancelEpochException, CancelFitException,
-    CancelTrainException, CancelValidateException, warn_unknown_events,
-)  # fmt: skip
+from .callbacks.core import CANCELS, EVENTS, LEVELS, Callback, warn_unknown_events
 from .callbacks.ddp import default_callbacks
 from .callbacks.keras import as_callback
 from .callbacks.progress import ProgressCallback
@@ -29,29 +26,17 @@ from .diagnose import check_train_loader, explain
 from .distributed import default_device, is_main, unwrap
 from .nn.functional import cross_entropy
 from .optim import SGD, read_hps, set_hp
-from .saving import atomic_save, load_checkpoint
+from .saving import load_weights, save_weights
 
-__all__ = [
-    "Learner", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
-    "CancelEpochException", "CancelFitException",
-]  # fmt: skip
+__all__ = ["Learner"]
 
 
 class Learner:
     """Owns the training loop: data -> model -> loss -> optimizer, with callbacks at every step."""
 
-    def __init__(
-        self,
-        model: Any,
-        dls: Any,
-        loss_func: Callable = cross_entropy,
-        lr: float = 1e-2,
-        cbs: Iterable | None = None,
-        opt_func: Callable = SGD,
-        metrics: Iterable[Callable] | None = None,
-        progress: bool = True,
-        device: str | torch.device | None = None,
-    ):
+    def __init__(self, model: Any, dls: Any, loss_func: Callable = cross_entropy, lr: float = 1e-2,
+                 cbs: Iterable | None = None, opt_func: Callable = SGD, metrics: Iterable[Callable] | None = None,
+                 progress: bool = True, device: str | torch.device | None = None):
         self.dls = dls if hasattr(dls, "train") else DataLoaders(dls, None)  # one loader: no validation
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device) or model  # learnloop's Module.to may return None
@@ -93,11 +78,12 @@ class Learner:
         self.hps.update(read_hps(self.opt))
 
     # -- callbacks ---------------------------------------------------------------------------
-    def add_cbs(self, cbs: Iterable) -> list[Callback]:
-        """Add callbacks (learnloop's or Keras-style objects); return them as learnloop callbacks."""
+    def add_cbs(self, cbs: Iterable, check: bool = True) -> list[Callback]:
+        """Add callbacks (learnloop's or Keras-style objects; `check`: warn of misspelled events); return them."""
         added = [as_callback(cb) for cb in cbs]
         for cb in added:
-            warn_unknown_events(cb)
+            if check:
+                warn_unknown_events(cb)
             cb.learn = self
             setattr(self, cb.name, cb)
             self.cbs.append(cb)
@@ -120,19 +106,6 @@ class Learner:
             yield added
         finally:
             self.remove_cbs(added)
-
-    @contextmanager
-    def removed_cbs(self, cbs: Iterable[Callback]):
-        """Leave `cbs` out for the duration of a `with` block; they come back in their places."""
-        cbs, saved = list(cbs), list(self.cbs)
-        self.remove_cbs(cbs)
-        try:
-            yield
-        finally:
-            for cb in cbs:
-                setattr(self, cb.name, cb)
-            self.cbs[:] = saved
-            self._resolve_dispatch()
 
     def _resolve_dispatch(self) -> None:
         # Once per change of callbacks, not per batch: a tuple of bound methods per event.
@@ -202,7 +175,8 @@ class Learner:
 
     def one_epoch(self, training: bool, dl: Iterable | None = None) -> None:
         """One pass over the train loader, or the valid one (or `dl`)."""
-        self.training, self.dl = training, dl or (self.dls.train if training else self.dls.valid)
+        self.training = training
+        self.dl = dl if dl is not None else self.dls.train if training else self.dls.valid
         self.model.train(training)
         with torch.set_grad_enabled(training):
             self._with_events("train" if training else "validate", self._all_batches)
@@ -263,13 +237,11 @@ class Learner:
         dl = self.dls.valid if dl is None else dl
         if dl is None:
             raise ValueError("There is no valid loader: pass one, e.g. learn.validate(test_dl).")
-        was_training = self.model.training
         saved = {k: getattr(self, k) for k in ("training", "dl", "iter", "n_iter", "xb", "yb", "preds", "loss")}
         try:
-            with self.added_cbs(cbs):
+            with self._model_mode_kept(), self.added_cbs(cbs):
                 self.one_epoch(False, dl)
         finally:  # called inside a fit (from a callback), the fit's own state carries on
-            self.model.train(was_training)
             vars(self).update(saved)
 
     def validate(self, dl: Iterable | None = None, cbs: Iterable | None = None) -> dict[str, float]:
@@ -289,28 +261,25 @@ class Learner:
 
     def predict(self, x: Any) -> torch.Tensor:
         """The model's output for one sample (no batch dimension in or out)."""
+        with self._model_mode_kept(), torch.no_grad():
+            self.model.eval()
+            return self.model(torch.as_tensor(x).unsqueeze(0).to(self.device))[0]
+
+    @contextmanager
+    def _model_mode_kept(self):
         was_training = self.model.training
-        self.model.eval()
         try:
-            with torch.no_grad():
-                return self.model(torch.as_tensor(x).unsqueeze(0).to(self.device))[0]
+            yield
         finally:
             self.model.train(was_training)
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
         """Save the model's (and optimizer's) state to `path`, atomically; under torchrun rank 0 alone writes."""
-        if not is_main():
-            return Path(path)
-        state = {"model": unwrap(self.model).state_dict()}
-        if with_opt:
-            state["opt"] = self.opt.state_dict()
-        return atomic_save(state, path)
+        return save_weights(unwrap(self.model), self.opt if with_opt else None, path)
 
-    def load(self, path: str | Path, with_opt: bool = True) -> "Learner":
+    def load(self, path: str | Path, with_opt: bool = True) -> Learner:
         """Load what `save` wrote: the model (and optimizer) state."""
-        state = load_checkpoint(path)
-        unwrap(self.model).load_state_dict(state["model"])
-        if with_opt and "opt" in state:
-            self.opt.load_state_dict(state["opt"])
+        load_weights(unwrap(self.model), self.opt if with_opt else None, path)
+        self.read_hps()
         return self

@@ -89,7 +89,6 @@ class Checkpoint(Callback):
 
     def before_fit(self):
         self.saved_at = self._batch_done = self._epoch_start = None
-        self.n_batches = len(self.dls.train)
         if self.every_n_batches and not _has_loader_state(self.dls.train):
             raise ValueError(
                 f"Checkpoint(every_n_batches={self.every_n_batches}) writes mid-epoch checkpoints, but the train "
@@ -108,7 +107,7 @@ class Checkpoint(Callback):
         self._batch_done = (self.epoch, it)
         n = self.every_n_batches
         # At the end of the train phase the epoch's checkpoint follows; a resume can't start validation.
-        if n and (self.epoch * self.n_batches + it) % n == 0 and it < self.n_batches:
+        if n and (self.learn.train_iter + 1) % n == 0 and it < self.learn.n_iter:
             self.save(self.epoch, it)
 
     def after_epoch(self):
@@ -134,7 +133,7 @@ class Checkpoint(Callback):
         # No batch has begun since the last one ended (the learner sets `iter` when a batch arrives), and
         # the loader can replay the rest of the epoch: else the epoch-end checkpoint is the one to keep.
         between_batches = self.training and self._batch_done == (self.epoch, self.iter + 1)
-        if between_batches and self.iter + 1 < self.n_batches and _has_loader_state(self.dls.train):
+        if between_batches and self.iter + 1 < self.learn.n_iter and _has_loader_state(self.dls.train):
             return self._batch_done
         return None
 

@@ -67,7 +67,7 @@ class KerasCallback(Callback):
         return self._logs(hook)  # `logs`, `kwargs` or any other name: the logs dict
 
     def _logs(self, hook: str) -> dict:
-        logs: dict[str, Any] = {"lr": self.opt.param_groups[0]["lr"]}
+        logs: dict[str, Any] = {"lr": self.learn.lr}
         if hook in ("on_batch_end", "on_train_batch_end"):
             logs["loss"] = self.loss.item()
         elif hook in ("on_epoch_end", "on_train_end") and self.history:
