@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .distributed import is_main
 from .errors import CheckpointError, MissingFileError, UnsafeCheckpointError
 
 
@@ -62,3 +63,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; learnloop "
                               f"checkpoints come from learn.save() or the Checkpoint callback.")
     return state
+
+
+def save_weights(model: Any, opt: Any, path: str | os.PathLike) -> Path:
+    """`{"model": ..., "opt": ...}` state dicts to `path`, atomically (no "opt" when `opt` is None); rank 0 alone writes."""
+    if not is_main():
+        return Path(path)
+    state = {"model": model.state_dict()}
+    if opt is not None:
+        state["opt"] = opt.state_dict()
+    return atomic_save(state, path)
+
+
+def load_weights(model: Any, opt: Any, path: str | os.PathLike) -> None:
+    """Load what `save_weights` wrote into `model` (and `opt`, when given and saved)."""
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    if opt is not None and "opt" in state:
+        opt.load_state_dict(state["opt"])

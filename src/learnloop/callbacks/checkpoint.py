@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import random
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,72 +22,11 @@ import torch
 from ..distributed import unwrap
 from ..errors import CheckpointError
 from ..saving import atomic_save, load_checkpoint
+from ..rng import rng_state, set_rng_state
 from .core import Callback
 
 VERSION = 1
 VERSION_KEYS = ("learnloop", "torch")  # meta that may differ on resume (with a warning); any other key must match
-
-
-# -- random generators, as tensors and plain containers ----------------------------------------
-def _loader_rngs(learn: Any) -> list[Any]:
-    """The random generators a train loader (or its sampler) holds: torch, numpy or python ones."""
-    dl = learn.dls.train
-    found = {}
-    for owner in (dl, getattr(dl, "sampler", None)):
-        for value in getattr(owner, "__dict__", {}).values():
-            if isinstance(value, (torch.Generator, np.random.Generator, random.Random)):
-                found[id(value)] = value
-    return list(found.values())
-
-
-def _get_rng(rng: Any) -> Any:
-    if isinstance(rng, torch.Generator):
-        return rng.get_state()
-    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
-
-
-def _set_rng(rng: Any, state: Any) -> None:
-    if isinstance(rng, torch.Generator):
-        rng.set_state(state)
-    elif isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state
-    else:
-        rng.setstate(state)
-
-
-def _plain(state: Any) -> Any:
-    """Tuples (python's `random` state) as lists: checkpoints hold plain containers only."""
-    return [_plain(s) for s in state] if isinstance(state, (tuple, list)) else state
-
-
-def _tupled(state: Any) -> Any:
-    return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
-
-
-def rng_state(learn: Any) -> dict:
-    """Every random generator a fit draws from, in a form `torch.load(weights_only=True)` reads back."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    loader = [_get_rng(rng) for rng in _loader_rngs(learn)]
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": _plain(random.getstate()),
-        "loader": [_plain(s) if isinstance(s, tuple) else s for s in loader],
-    }
-
-
-def set_rng_state(learn: Any, state: dict) -> None:
-    """Restore what `rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(_tupled(state["python"]))
-    for rng, saved in zip(_loader_rngs(learn), state["loader"]):
-        _set_rng(rng, _tupled(saved) if isinstance(rng, random.Random) else saved)
 
 
 # -- the training state ------------------------------------------------------------------------
@@ -145,6 +82,7 @@ class Checkpoint(Callback):
     meta differs from its own `Checkpoint`'s."""
 
     order = 90  # after every other callback: the records of the batch or epoch are complete
+    during_lr_find = False
     main_only = True  # under torchrun rank 0 writes (every rank holds the same state); all ranks can resume
 
     def __init__(self, path: str | os.PathLike, every_n_batches: int | None = None, every_n_epochs: int | None = 1,
@@ -160,7 +98,6 @@ class Checkpoint(Callback):
 
     def before_fit(self):
         self.saved_at = self._batch_done = self._epoch_start = None
-        self.n_batches = len(self.dls.train)
         if self.every_n_batches and not _has_loader_state(self.dls.train):
             raise ValueError(
                 f"Checkpoint(every_n_batches={self.every_n_batches}) writes mid-epoch checkpoints, but the train "
@@ -179,7 +116,7 @@ class Checkpoint(Callback):
         self._batch_done = (self.epoch, it)
         n = self.every_n_batches
         # At the end of the train phase the epoch's checkpoint follows; a resume can't start validation.
-        if n and (self.epoch * self.n_batches + it) % n == 0 and it < self.n_batches:
+        if n and (self.learn.train_iter + 1) % n == 0 and it < self.learn.n_iter:
             self.save(self.epoch, it)
 
     def after_epoch(self):
@@ -190,7 +127,7 @@ class Checkpoint(Callback):
         stop = self._stop_position()
         if stop is not None and stop != self.saved_at:
             self.save(*stop)
-        elif stop is None and sys.exc_info()[0] is not None and self.saved_at is not None:
+        elif stop is None and self.learn.error is not None and self.saved_at is not None:
             warnings.warn(
                 f"The fit stopped at batch {self.iter} of epoch {self.epoch}, where no checkpoint can be written "
                 f"(inside a step, or mid-epoch with a loader that can't resume there); the last checkpoint "
@@ -205,7 +142,7 @@ class Checkpoint(Callback):
         # No batch has begun since the last one ended (the learner sets `iter` when a batch arrives), and
         # the loader can replay the rest of the epoch: else the epoch-end checkpoint is the one to keep.
         between_batches = self.training and self._batch_done == (self.epoch, self.iter + 1)
-        if between_batches and self.iter + 1 < self.n_batches and _has_loader_state(self.dls.train):
+        if between_batches and self.iter + 1 < self.learn.n_iter and _has_loader_state(self.dls.train):
             return self._batch_done
         return None
 
@@ -227,6 +164,7 @@ class Resume(Callback):
     callback): a difference that would change the run (data, model, batch size, seed) is a `CheckpointError`,
     other versions of learnloop or torch a warning."""
 
+    during_lr_find = False
     order = 1000  # last: the other callbacks initialise in before_fit, then get their saved state
 
     def __init__(self, path: str | os.PathLike, meta: dict[str, Any] | None = None):
@@ -300,8 +238,24 @@ def check_meta(state: dict, expected: dict[str, Any], path: Path | str = "checkp
                   f"resuming, but the result may differ from an uninterrupted run in the last bits.")
 
 
+def load_training_state(learn: Any, state: dict) -> None:
+    """Put `learn` back in the state `training_state` captured: weights, optimizer (and so the hyper-parameter
+    record), callbacks' states, history, every RNG and the train loader's position."""
+    unwrap(learn.model).load_state_dict(state["model"])
+    learn.opt.load_state_dict(state["opt"])
+    learn.read_hps()
+    cbs = _cb_keys(learn)
+    for key, cb_state in state["cbs"].items():
+        if key in cbs:
+            cbs[key].load_state_dict(cb_state)
+    learn.history[:] = state["history"]
+    set_rng_state(learn, state["rng"])
+    if state["loader"] is not None and _has_loader_state(learn.dls.train):
+        learn.dls.train.load_state_dict(state["loader"])
+
+
 def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoint") -> None:
-    """Load a `training_state` dict into `learn` and position its next fit at the saved batch."""
+    """Load a checkpoint's `training_state` into `learn` and position its next fit at the saved batch."""
     check_version(state, path)
     epoch, it = state["epoch"], state["iter"]
     dl = learn.dls.train
@@ -314,18 +268,11 @@ def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoi
     if state["n_epoch"] != learn.n_epoch:
         warnings.warn(f"{path} comes from a fit of {state['n_epoch']} epochs, this one has {learn.n_epoch}: "
                       f"schedules that depend on the length of the fit will differ from the original run.")
-    _load_weights(learn, state, path)
-    cbs = _cb_keys(learn)
-    missing = sorted(set(state["cbs"]) - set(cbs))
+    _check_weights(learn, state, path)
+    missing = sorted(set(state["cbs"]) - set(_cb_keys(learn)))
     if missing:
         warnings.warn(f"{path} holds the state of callbacks this learner lacks: {missing}; it is ignored.")
-    for key, cb_state in state["cbs"].items():
-        if key in cbs:
-            cbs[key].load_state_dict(cb_state)
-    learn.history[:] = state["history"]
-    set_rng_state(learn, state["rng"])
-    if state["loader"] is not None and _has_loader_state(dl):
-        dl.load_state_dict(state["loader"])
+    load_training_state(learn, state)
     learn.start_epoch, learn.start_iter = epoch, it
     if epoch >= learn.n_epoch:
         warnings.warn(f"{path} is from a fit that already finished (epoch {epoch} of {learn.n_epoch}): its final "
@@ -333,19 +280,17 @@ def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoi
                       f"n_epoch without resume.")
 
 
-def _load_weights(learn: Any, state: dict, path: Path | str) -> None:
-    """The model's and optimizer's state from `state`; a CheckpointError if they belong to another model."""
-    model = unwrap(learn.model)
-    mine, saved = set(model.state_dict()), set(state["model"])
-    if mine != saved:
-        missing, unexpected = sorted(mine - saved), sorted(saved - mine)
+def _check_weights(learn: Any, state: dict, path: Path | str) -> None:
+    """A CheckpointError if the checkpoint's weights belong to another model: other names, or other shapes."""
+    mine, saved = unwrap(learn.model).state_dict(), state["model"]
+    if mine.keys() != saved.keys():
+        missing, unexpected = sorted(set(mine) - set(saved)), sorted(set(saved) - set(mine))
         raise CheckpointError(f"{path} holds the weights of another model: {len(missing)} of this model's tensors "
                               f"are missing (e.g. {missing[:3]}), {len(unexpected)} are unknown to it (e.g. "
                               f"{unexpected[:3]}). Resume with the model that wrote it.")
-    try:
-        model.load_state_dict(state["model"])
-        learn.opt.load_state_dict(state["opt"])
-    except (RuntimeError, ValueError) as e:  # same names, other shapes or optimizer groups
-        first = str(e).strip().splitlines()[-1].strip().rstrip(".")
-        raise CheckpointError(f"{path} doesn't fit this model or optimizer ({first}). Resume with the model and "
-                              f"optimizer that wrote it.") from None
+    wrong = [key for key in mine if mine[key].shape != saved[key].shape]
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(f"{path} holds the weights of another model: {key} has shape {tuple(saved[key].shape)} "
+                              f"there and {tuple(mine[key].shape)} here ({len(wrong)} tensors differ). Resume with "
+                              f"the model that wrote it.")

@@ -30,10 +30,12 @@ class ProgressCallback(Callback):
     line (`epoch 0 train: batch 120/1875, loss 0.4123, 00:30`) every `every` seconds of an epoch (0: none)."""
 
     order = 60
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, file: TextIO | None = None, bar: bool | None = None, every: float = 30):
         self.file, self.bar, self.every = file, bar, every
+        self.show_bar = False  # set per fit; `learn.validate` outside a fit shows no bar
 
     def before_fit(self):
         self.out = self.file or sys.stdout
