@@ -6,6 +6,7 @@ from .core import Callback, as_callback
 from .keras import KerasCallback
 from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .metrics import Recorder
+from .mlflow import MLflowCallback
 from .progress import ProgressCallback
 from .schedule import (
     LRFinder,
@@ -32,7 +33,7 @@ from .training import (
 
 __all__ = [
     "Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN",
-    "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
+    "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks", "MLflowCallback",
     "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds",
     "Checkpoint", "EarlyStopping", "SaveBest", "GradientClip",
