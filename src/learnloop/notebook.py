@@ -47,9 +47,9 @@ def show_figure(fig: Figure) -> None:
 
 
 def _display_png(fig: Figure) -> None:
-    from IPython.display import Image, display  # loaded already: only called inside a kernel
+    from IPython.display import display  # loaded already: only called inside a kernel
 
-    display(Image(data=figure_png(fig), format="png"))
+    display({"image/png": figure_png(fig), "text/plain": repr(fig)}, raw=True)
 
 
 def _display_unless_shown(fig: Figure, shown_in: int) -> None:

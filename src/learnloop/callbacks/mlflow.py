@@ -221,8 +221,9 @@ def write_history_csv(history: list[dict], path: str | os.PathLike) -> Path:
 
 
 def _store_error(uri: str, e: Any) -> ValueError:
-    return ValueError(f"MLflowCallback cannot use the tracking store {uri!r}: {e.message} Pass tracking_uri= a "
-                      f"store such as 'sqlite:///mlflow.db' or 'http://host:5000', or set MLFLOW_TRACKING_URI.")
+    return ValueError(f"MLflowCallback cannot use the tracking store {uri!r}: {str(e.message).strip()} Pass "
+                      f"tracking_uri= a store such as 'sqlite:///mlflow.db' or 'http://host:5000', or set "
+                      f"MLFLOW_TRACKING_URI.")  # fmt: skip
 
 
 def _now_ms() -> int:

@@ -29,6 +29,11 @@ def format_time(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def column_widths(keys: list[str]) -> list[int]:
+    """Widths of the text table's columns: room for the key, and for a float (9) except in `epoch` (5)."""
+    return [max(len(k), 9 if k != "epoch" else 5) for k in keys]
+
+
 def html_table(keys: list[str], rows: list[list[object]]) -> str:
     """The epoch table as an HTML table: a header of `keys`, one `<tr>` per row of values."""
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
@@ -120,7 +125,7 @@ class TextView:
     def add_row(self, keys: list[str], values: list[Any]) -> None:
         """Print the header before the first row, then the row."""
         if self.widths is None:
-            self.widths = [max(len(k), 9 if k != "epoch" else 5) for k in keys]
+            self.widths = column_widths(keys)
             print(format_row(keys, self.widths), file=self.out, flush=True)
         print(format_row(values, self.widths), file=self.out, flush=True)
 
@@ -133,19 +138,25 @@ class HTMLView:
     min_interval = 0.2  # seconds between redraws of the bar: each is a message to the notebook's front end
 
     def __init__(self, show_bar: bool):
-        from IPython.display import HTML, display  # in a notebook IPython is loaded already
+        from IPython.display import display  # in a notebook IPython is loaded already
 
-        self.HTML, self.show_bar = HTML, show_bar
+        self.show_bar = show_bar
         self.keys: list[str] = []
         self.rows: list[list[Any]] = []
         self.bar: list[Any] | None = None  # [desc, n, total, start time]
         self.drawn_at = 0.0
-        self.handle = display(HTML(""), display_id=True)
+        self.handle = display({"text/html": "", "text/plain": ""}, raw=True, display_id=True)
 
     def _draw(self) -> None:
-        table = html_table(self.keys, self.rows) if self.rows else ""
-        bar = html_bar(self.bar[0], self.bar[1], self.bar[2], time.perf_counter() - self.bar[3]) if self.bar else ""
-        self.handle.update(self.HTML(table + bar))
+        # HTML for the notebook; the text table too, for front ends (and conversions) that show plain text.
+        html, text = "", ""
+        if self.rows:
+            widths = column_widths(self.keys)
+            html = html_table(self.keys, self.rows)
+            text = "\n".join(format_row(row, widths) for row in [self.keys, *self.rows])
+        if self.bar:
+            html += html_bar(self.bar[0], self.bar[1], self.bar[2], time.perf_counter() - self.bar[3])
+        self.handle.update({"text/html": html, "text/plain": text}, raw=True)
         self.drawn_at = time.perf_counter()
 
     def start_bar(self, desc: str, total: int) -> None:
