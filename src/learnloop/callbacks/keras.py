@@ -6,8 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..learner import CancelFitException
-from .core import Callback
+from .core import Callback, CancelFitException
 
 # Keras hook -> the learnloop event it runs on.
 KERAS_HOOKS = {
@@ -32,6 +31,7 @@ class KerasCallback(Callback):
     """
 
     order = 70
+    during_lr_find = False  # Keras callbacks log and stop training; Keras has no lr finder for them to expect
 
     def __init__(self, obj: Any):
         self.obj = obj
@@ -67,7 +67,7 @@ class KerasCallback(Callback):
         return self._logs(hook)  # `logs`, `kwargs` or any other name: the logs dict
 
     def _logs(self, hook: str) -> dict:
-        logs: dict[str, Any] = {"lr": self.opt.param_groups[0]["lr"]}
+        logs: dict[str, Any] = {"lr": self.learn.lr}
         if hook in ("on_batch_end", "on_train_batch_end"):
             logs["loss"] = self.loss.item()
         elif hook in ("on_epoch_end", "on_train_end") and self.history:
@@ -106,3 +106,17 @@ class KerasCallback(Callback):
 
     def after_fit(self):
         self._run("after_fit")
+
+
+def as_callback(obj: Any) -> Callback:
+    """`obj` if it is a `Callback`; a Keras-style object (`on_epoch_end`, ...) wrapped in `KerasCallback`."""
+    if isinstance(obj, Callback):
+        return obj
+    if isinstance(obj, type):
+        raise TypeError(f"Got the class {obj.__name__}, not an instance: pass {obj.__name__}().")
+    if any(callable(getattr(obj, hook, None)) for hook in KERAS_HOOKS):
+        return KerasCallback(obj)
+    raise TypeError(
+        f"{obj!r} is not a callback: subclass learnloop.Callback and define event methods "
+        f"(before_fit, after_batch, ...), or give it Keras-style methods ({', '.join(KERAS_HOOKS)})."
+    )

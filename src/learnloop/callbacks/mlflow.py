@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import math
 import numbers
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ import torch
 from ..distributed import unwrap
 from .core import Callback
 from .logging import batch_size_of
-from .metrics import metric_name
+from .recorder import metric_name
 
 _MISSING = "MLflowCallback needs mlflow: pip install 'learnloop[mlflow]' (or mlflow-skinny, sqlalchemy and alembic)."
 
@@ -42,6 +40,7 @@ class MLflowCallback(Callback):
 
     order = 70  # after the Recorder (50): history[-1] is the epoch that just ended; before Checkpoint (90)
     main_only = True  # rank 0 alone talks to the tracking server under torchrun
+    during_lr_find = False  # lr_find's trial fit is not a run
 
     def __init__(
         self,
@@ -67,23 +66,18 @@ class MLflowCallback(Callback):
 
     # -- events ------------------------------------------------------------------------------
     def before_fit(self):
-        self.tracking = not hasattr(self.learn, "lr_finder")  # lr_find's trial fit is not a run
         self.run_id, self.started, self.owns_run, self._batch_losses = None, False, True, []
-        if self.tracking:
-            self._connect()
+        self._connect()
         # The run starts at the first epoch: a resumed fit's `Resume` (after every before_fit) sets `run_id`.
 
     def before_epoch(self):
-        if self.tracking and not self.started:
+        if not self.started:
             self._start_run()
 
     def after_batch(self):
         n = self.log_every_n_batches
-        if n is None or not self.training or not self.tracking:
-            return
-        step = self.epoch * self.n_iter + self.iter  # training batches before this one, in the fit
-        if step % n == 0:
-            self._batch_losses.append((step, self.loss.detach()))  # read off the device once per epoch
+        if n is not None and self.training and self.train_iter % n == 0:  # train_iter: batches before this one
+            self._batch_losses.append((self.train_iter, self.loss.detach()))  # read off the device once per epoch
 
     def after_epoch(self):
         if self.started:
@@ -92,7 +86,7 @@ class MLflowCallback(Callback):
     def after_fit(self):
         if not self.started:
             return
-        error = sys.exc_info()[1]  # after_fit runs inside the loop's `except` when the fit raised
+        error = self.error  # the exception ending the fit, if any
         status = "FINISHED" if error is None else "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         try:
             self._log_new_rows()  # a row recorded just before an exception skipped this epoch's after_epoch
@@ -161,8 +155,7 @@ class MLflowCallback(Callback):
         """What this fit is: lr, bs, n_epoch, optimizer, model, loss, metrics, schedule, callbacks, `hparams`."""
         from .schedule import OneCycle, ParamScheduler, TorchScheduler
 
-        group = self.opt.param_groups[0]
-        opt_hps = {f"opt.{k}": v for k, v in group.items() if k not in ("lr", "initial_lr") and _is_hp(v)}
+        opt_hps = {f"opt.{name}": values[0] for name, values in self.hps.items() if name != "lr"}
         scheds = [cb for cb in self.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
         model = unwrap(self.model)
         return {
@@ -232,13 +225,6 @@ def _now_ms() -> int:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_hp(value: Any) -> bool:
-    """A scalar optimizer hyper-parameter worth a param (numbers and tuples of them, not flags)."""
-    if isinstance(value, tuple):
-        return all(_is_number(v) for v in value)
-    return _is_number(value) and math.isfinite(value)
 
 
 def _describe_sched(cb: Callback, one_cycle: type) -> str:

@@ -58,11 +58,12 @@ class ProgressCallback(Callback):
     """
 
     order = 60
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, file: TextIO | None = None, bar: bool | None = None):
         self.file, self.bar = file, bar
-        self.view: TextView | HTMLView | None = None
+        self.view: TextView | HTMLView | None = None  # set per fit; `learn.validate` outside a fit shows nothing
 
     def before_fit(self):
         notebook = self.file is None and in_notebook()
@@ -73,15 +74,18 @@ class ProgressCallback(Callback):
         self.n_rows = len(self.history)
 
     def _before_phase(self):
-        self.view.start_bar(f"epoch {self.epoch} {'train' if self.training else 'valid'}", len(self.dl))
+        if self.view is not None:
+            self.view.start_bar(f"epoch {self.epoch} {'train' if self.training else 'valid'}", len(self.dl))
 
     before_train = before_validate = _before_phase
 
     def after_batch(self):
-        self.view.advance()
+        if self.view is not None:
+            self.view.advance()
 
     def _after_phase(self):
-        self.view.end_bar()
+        if self.view is not None:
+            self.view.end_bar()
 
     after_train = after_validate = _after_phase
 
