@@ -134,7 +134,8 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.tensorboard:
         say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
     for cb in tracking if is_main() else []:  # other ranks never connect
-        say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri {cb.client.tracking_uri}")
+        say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri {cb.client.tracking_uri} "
+            f"(the UI is in the full `pip install mlflow`)")
     return 0
 
 

@@ -79,8 +79,8 @@ def test_run_holds_params_every_epoch_of_history_and_the_files(store, digits_ten
     run = client.get_run(cb.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "digits-mlp"
     params = run.data.params
-    assert {k: params[k] for k in ("bs", "n_epoch", "optimizer", "model", "metrics", "seed", "note")} == {
-        "bs": "64", "n_epoch": "3", "optimizer": "SGD", "model": "Sequential", "metrics": "accuracy",
+    assert {k: params[k] for k in ("lr", "bs", "n_epoch", "optimizer", "model", "metrics", "seed", "note")} == {
+        "lr": "0.5", "bs": "64", "n_epoch": "3", "optimizer": "SGD", "model": "Sequential", "metrics": "accuracy",
         "seed": "0", "note": "mlp"}  # fmt: skip
     assert params["schedule"] == "OneCycle(lr_max=0.5, pct_start=0.25)" and params["n_params"] == str(64 * 32 + 32 + 330)
     assert_metrics_equal_history(client, cb.run_id, learn.history)
@@ -139,6 +139,7 @@ def test_env_uri_and_the_users_active_run(store, digits_tensors, monkeypatch):
     learn.fit(1, cbs=[cb])
     run = client.get_run(cb.run_id)
     assert run.info.status == "FINISHED" and client.get_experiment(run.info.experiment_id).name == "learnloop-tests"
+    assert (run.data.params["lr"], run.data.params["schedule"]) == ("0.2", "none")
 
     with mlflow.start_run() as active:
         learn.fit(1, cbs=[cb])

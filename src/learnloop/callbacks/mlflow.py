@@ -152,14 +152,16 @@ class MLflowCallback(Callback):
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 
     def run_params(self) -> dict[str, Any]:
-        """What this fit is: lr, bs, n_epoch, optimizer, model, loss, metrics, schedule, callbacks, `hparams`."""
+        """What this fit is: lr (the peak under one-cycle), bs, n_epoch, optimizer, model, loss, metrics,
+        schedule, callbacks, `hparams`."""
         from .schedule import OneCycle, ParamScheduler, TorchScheduler
 
         opt_hps = {f"opt.{name}": values[0] for name, values in self.hps.items() if name != "lr"}
         scheds = [cb for cb in self.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
+        one_cycle = [cb.lr_max for cb in scheds if isinstance(cb, OneCycle)]
         model = unwrap(self.model)
         return {
-            "lr": self.lr,
+            "lr": one_cycle[0] if one_cycle else self.lr,  # the learner's lr is not what a one-cycle fit uses
             "bs": batch_size_of(self.dls),
             "n_epoch": self.n_epoch,
             "optimizer": type(self.opt).__name__,
