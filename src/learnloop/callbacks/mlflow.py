@@ -2,7 +2,7 @@
 
 mlflow is optional (`pip install "learnloop[mlflow]"`) and imported only when a fit with `MLflowCallback`
 starts. Runs go to `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else MLflow's default (`sqlite:///mlflow.db`
-in the working directory; view it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`).
+in the working directory; the full `pip install mlflow` views it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`).
 """
 
 from __future__ import annotations
