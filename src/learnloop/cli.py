@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--ckpt-every", type=int, default=None, metavar="N", help="checkpoint to OUT/last.ckpt every N batches (default: every epoch)")
     fit.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
     fit.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="do not write OUT/tb")
+    fit.add_argument("--mlflow", nargs="?", const="", metavar="URI",
+                     help="log the run to MLflow: to URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")  # fmt: skip
     return parser
 
 
@@ -121,10 +123,11 @@ def run_fit(args: argparse.Namespace) -> int:
     from .callbacks import monitoring_callbacks
     from .distributed import is_main
 
+    tracking = mlflow_cbs(args)  # first: a missing mlflow fails before the data is loaded
     learn = make_learner(args)
     say = print if is_main() else _quiet  # under torchrun, rank 0 alone reports
     out = args.out
-    cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard)
+    cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard) + tracking
     say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
         f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
     fit_with_schedule(learn, args, cbs)
@@ -134,6 +137,9 @@ def run_fit(args: argparse.Namespace) -> int:
     say(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
     if args.tensorboard:
         say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
+    for cb in tracking if is_main() else []:  # other ranks never connect
+        say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri {cb.client.tracking_uri} "
+            f"(the UI is in the full `pip install mlflow`)")
     return 0
 
 
@@ -154,6 +160,19 @@ def FirstBatchClock():  # noqa: N802 - builds a callback; the class needs the (l
                       f"(imports, data, model, loggers)", flush=True)
 
     return _FirstBatchClock()
+
+
+def mlflow_cbs(args: argparse.Namespace) -> list:
+    """`--mlflow [URI]`: an `MLflowCallback` with the flags as params; none without the flag."""
+    if args.mlflow is None:
+        return []
+    from .callbacks import MLflowCallback
+
+    hparams = {"dataset": args.dataset, "arch": args.arch, "sched": args.sched, "seed": args.seed}
+    try:
+        return [MLflowCallback(args.mlflow or None, hparams=hparams)]
+    except ImportError as e:  # a missing extra is the user's to fix: one line, like the other usage errors
+        raise ValueError(f"--mlflow: {e}") from e
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:
