@@ -1,21 +1,17 @@
 """learnloop: a small, fast, hackable training loop for PyTorch."""
 
-from .learner import (
-    CancelBatchException,
-    CancelEpochException,
-    CancelFitException,
-    CancelTrainException,
-    CancelValidateException,
-    Learner,
-)
 from .api import fit
-from .callbacks import Callback
+from .callbacks.core import (
+    EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException,
+    CancelValidateException,
+)  # fmt: skip
+from .learner import Learner
 from .saving import load_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Learner", "Callback", "fit", "load_checkpoint",
+    "Learner", "Callback", "EVENTS", "fit", "load_checkpoint",
     "CancelBatchException", "CancelTrainException", "CancelValidateException",
     "CancelEpochException", "CancelFitException",
 ]  # fmt: skip

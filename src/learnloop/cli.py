@@ -165,7 +165,7 @@ def schedule_cbs(name: str, lr: float, n_epoch: int) -> list:
 def _step_lr_from(lr: float, step_size: int, opt):
     from torch.optim.lr_scheduler import StepLR
 
-    from .callbacks.schedule import set_hp
+    from .optim import set_hp
 
     set_hp(opt, "lr", lr)
     for group in opt.param_groups:  # StepLR starts from `initial_lr` when an earlier scheduler left one

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from .distributed import is_main
+
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` with `torch.save` to a temp file beside `path`, fsync it, then rename it over `path`."""
@@ -41,3 +43,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
             f"unpickling them could run code. Only load checkpoints you trust; learnloop writes plain "
             f"dicts of state_dicts. ({e})"
         ) from None
+
+
+def save_weights(model: Any, opt: Any, path: str | os.PathLike) -> Path:
+    """`{"model": ..., "opt": ...}` state dicts to `path`, atomically (no "opt" when `opt` is None); rank 0 alone writes."""
+    if not is_main():
+        return Path(path)
+    state = {"model": model.state_dict()}
+    if opt is not None:
+        state["opt"] = opt.state_dict()
+    return atomic_save(state, path)
+
+
+def load_weights(model: Any, opt: Any, path: str | os.PathLike) -> None:
+    """Load what `save_weights` wrote into `model` (and `opt`, when given and saved)."""
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    if opt is not None and "opt" in state:
+        opt.load_state_dict(state["opt"])

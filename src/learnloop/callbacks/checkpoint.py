@@ -9,8 +9,6 @@ generators), `loader` (the train loader's `state_dict`, when it has one) and `ve
 from __future__ import annotations
 
 import os
-import random
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,71 +18,10 @@ import torch
 
 from ..distributed import unwrap
 from ..saving import atomic_save, load_checkpoint
+from ..rng import rng_state, set_rng_state
 from .core import Callback
 
 VERSION = 1
-
-
-# -- random generators, as tensors and plain containers ----------------------------------------
-def _loader_rngs(learn: Any) -> list[Any]:
-    """The random generators a train loader (or its sampler) holds: torch, numpy or python ones."""
-    dl = learn.dls.train
-    found = {}
-    for owner in (dl, getattr(dl, "sampler", None)):
-        for value in getattr(owner, "__dict__", {}).values():
-            if isinstance(value, (torch.Generator, np.random.Generator, random.Random)):
-                found[id(value)] = value
-    return list(found.values())
-
-
-def _get_rng(rng: Any) -> Any:
-    if isinstance(rng, torch.Generator):
-        return rng.get_state()
-    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
-
-
-def _set_rng(rng: Any, state: Any) -> None:
-    if isinstance(rng, torch.Generator):
-        rng.set_state(state)
-    elif isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state
-    else:
-        rng.setstate(state)
-
-
-def _plain(state: Any) -> Any:
-    """Tuples (python's `random` state) as lists: checkpoints hold plain containers only."""
-    return [_plain(s) for s in state] if isinstance(state, (tuple, list)) else state
-
-
-def _tupled(state: Any) -> Any:
-    return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
-
-
-def rng_state(learn: Any) -> dict:
-    """Every random generator a fit draws from, in a form `torch.load(weights_only=True)` reads back."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    loader = [_get_rng(rng) for rng in _loader_rngs(learn)]
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": _plain(random.getstate()),
-        "loader": [_plain(s) if isinstance(s, tuple) else s for s in loader],
-    }
-
-
-def set_rng_state(learn: Any, state: dict) -> None:
-    """Restore what `rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(_tupled(state["python"]))
-    for rng, saved in zip(_loader_rngs(learn), state["loader"]):
-        _set_rng(rng, _tupled(saved) if isinstance(rng, random.Random) else saved)
 
 
 # -- the training state ------------------------------------------------------------------------
@@ -138,6 +75,7 @@ class Checkpoint(Callback):
     `learn.fit(..., resume=path)`."""
 
     order = 90  # after every other callback: the records of the batch or epoch are complete
+    during_lr_find = False
     main_only = True  # under torchrun rank 0 writes (every rank holds the same state); all ranks can resume
 
     def __init__(self, path: str | os.PathLike, every_n_batches: int | None = None, every_n_epochs: int | None = 1):
@@ -151,7 +89,6 @@ class Checkpoint(Callback):
 
     def before_fit(self):
         self.saved_at = self._batch_done = self._epoch_start = None
-        self.n_batches = len(self.dls.train)
         if self.every_n_batches and not _has_loader_state(self.dls.train):
             raise ValueError(
                 f"Checkpoint(every_n_batches={self.every_n_batches}) writes mid-epoch checkpoints, but the train "
@@ -170,7 +107,7 @@ class Checkpoint(Callback):
         self._batch_done = (self.epoch, it)
         n = self.every_n_batches
         # At the end of the train phase the epoch's checkpoint follows; a resume can't start validation.
-        if n and (self.epoch * self.n_batches + it) % n == 0 and it < self.n_batches:
+        if n and (self.learn.train_iter + 1) % n == 0 and it < self.learn.n_iter:
             self.save(self.epoch, it)
 
     def after_epoch(self):
@@ -181,7 +118,7 @@ class Checkpoint(Callback):
         stop = self._stop_position()
         if stop is not None and stop != self.saved_at:
             self.save(*stop)
-        elif stop is None and sys.exc_info()[0] is not None and self.saved_at is not None:
+        elif stop is None and self.learn.error is not None and self.saved_at is not None:
             warnings.warn(
                 f"The fit stopped in the middle of batch {self.iter} of epoch {self.epoch}, where the state is "
                 f"half-way through a step; the last checkpoint ({self.path}, epoch {self.saved_at[0]}, batch "
@@ -196,7 +133,7 @@ class Checkpoint(Callback):
         # No batch has begun since the last one ended (the learner sets `iter` when a batch arrives), and
         # the loader can replay the rest of the epoch: else the epoch-end checkpoint is the one to keep.
         between_batches = self.training and self._batch_done == (self.epoch, self.iter + 1)
-        if between_batches and self.iter + 1 < self.n_batches and _has_loader_state(self.dls.train):
+        if between_batches and self.iter + 1 < self.learn.n_iter and _has_loader_state(self.dls.train):
             return self._batch_done
         return None
 
@@ -214,6 +151,7 @@ class Checkpoint(Callback):
 class Resume(Callback):
     """Restores the training state of a checkpoint after every other `before_fit` (added by `fit(resume=...)`)."""
 
+    during_lr_find = False
     order = 1000  # last: the other callbacks initialise in before_fit, then get their saved state
 
     def __init__(self, path: str | os.PathLike):
@@ -224,8 +162,24 @@ class Resume(Callback):
         restore_training_state(self.learn, self.state, self.path)
 
 
+def load_training_state(learn: Any, state: dict) -> None:
+    """Put `learn` back in the state `training_state` captured: weights, optimizer (and so the hyper-parameter
+    record), callbacks' states, history, every RNG and the train loader's position."""
+    unwrap(learn.model).load_state_dict(state["model"])
+    learn.opt.load_state_dict(state["opt"])
+    learn.read_hps()
+    cbs = _cb_keys(learn)
+    for key, cb_state in state["cbs"].items():
+        if key in cbs:
+            cbs[key].load_state_dict(cb_state)
+    learn.history[:] = state["history"]
+    set_rng_state(learn, state["rng"])
+    if state["loader"] is not None and _has_loader_state(learn.dls.train):
+        learn.dls.train.load_state_dict(state["loader"])
+
+
 def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoint") -> None:
-    """Load a `training_state` dict into `learn` and position its next fit at the saved batch."""
+    """Load a checkpoint's `training_state` into `learn` and position its next fit at the saved batch."""
     if state.get("version") != VERSION:
         raise ValueError(f"{path} is not a learnloop training checkpoint (version {state.get('version')!r}, "
                          f"expected {VERSION}); learn.load() reads files written by learn.save().")
@@ -240,19 +194,10 @@ def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoi
     if state["n_epoch"] != learn.n_epoch:
         warnings.warn(f"{path} comes from a fit of {state['n_epoch']} epochs, this one has {learn.n_epoch}: "
                       f"schedules that depend on the length of the fit will differ from the original run.")
-    unwrap(learn.model).load_state_dict(state["model"])
-    learn.opt.load_state_dict(state["opt"])
-    cbs = _cb_keys(learn)
-    missing = sorted(set(state["cbs"]) - set(cbs))
+    missing = sorted(set(state["cbs"]) - set(_cb_keys(learn)))
     if missing:
         warnings.warn(f"{path} holds the state of callbacks this learner lacks: {missing}; it is ignored.")
-    for key, cb_state in state["cbs"].items():
-        if key in cbs:
-            cbs[key].load_state_dict(cb_state)
-    learn.history[:] = state["history"]
-    set_rng_state(learn, state["rng"])
-    if state["loader"] is not None and _has_loader_state(dl):
-        dl.load_state_dict(state["loader"])
+    load_training_state(learn, state)
     learn.start_epoch, learn.start_iter = epoch, it
     if epoch >= learn.n_epoch:
         warnings.warn(f"{path} is from a fit that already finished (epoch {epoch} of {learn.n_epoch}): its final "

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from ..distributed import unwrap
-from ..learner import CancelFitException, CancelTrainException, CancelValidateException
-from .core import Callback
-from .metrics import _metric_value, batch_size, metric_name
+from .core import Callback, CancelFitException, CancelTrainException, CancelValidateException
+from .monitor import _MAX_WORDS
 from .progress import ProgressCallback
-from .training import _MAX_WORDS
+from .recorder import _metric_value, batch_size, metric_name
 from .training import TerminateOnNaN as NaNGuard
 
 TRAIN_HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_epoch_end",
@@ -250,6 +249,7 @@ class KerasCallback(Callback):
     """
 
     order = 70
+    during_lr_find = False  # Keras callbacks log and stop training; Keras has no lr finder for them to expect
 
     def __init__(self, obj: Any):
         for name, instead in _REFUSED.items():
@@ -378,3 +378,17 @@ class KerasCallback(Callback):
             self.learn.add_cbs(self._guards)
         if sys.exc_info()[0] is None:  # Keras skips on_train_end when the fit raised
             self._fire("on_train_end", logs=dict(self._epoch_logs))
+
+
+def as_callback(obj: Any) -> Callback:
+    """`obj` if it is a `Callback`; a Keras-style object (`on_epoch_end`, ...) wrapped in `KerasCallback`."""
+    if isinstance(obj, Callback):
+        return obj
+    if isinstance(obj, type):
+        raise TypeError(f"Got the class {obj.__name__}, not an instance: pass {obj.__name__}().")
+    if any(callable(getattr(obj, hook, None)) for hook in KERAS_HOOKS):
+        return KerasCallback(obj)
+    raise TypeError(
+        f"{obj!r} is not a callback: subclass learnloop.Callback and define event methods (before_fit, "
+        f"after_batch, ...), or give it Keras-style methods (on_train_begin, on_epoch_end, on_batch_end, ...)."
+    )

@@ -58,13 +58,14 @@ class TensorBoardCallback(Callback):
 
     Per epoch, with global step = `epoch` (0-based, as in `learn.history`): `train/loss`, `valid/loss`,
     `valid/<metric>`, `lr` and `time` (seconds). With `every_n_batches=n`: `train/batch_loss` every n-th
-    training batch, with step = `epoch * n_iter + iter`. With `log_hist`: weight histograms (`weights/<name>`)
+    training batch, with step = `learn.train_iter`. With `log_hist`: weight histograms (`weights/<name>`)
     per epoch and gradient histograms (`grads/<name>`) from each epoch's last training batch. With
     `log_graph`: the model graph, traced once on the first batch. At the end of the fit: hparams (lr, bs,
     n_epoch and `hparams`) with the final epoch's values, in the HPARAMS tab.
     """
 
     order = 70
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(
@@ -110,8 +111,7 @@ class TensorBoardCallback(Callback):
         # Checked before touching the loss, so batches that are not logged never wait for the device.
         n = self.every_n_batches
         if n is not None and self.training and self.iter % n == 0:
-            step = self.epoch * self.n_iter + self.iter
-            self.writer.add_scalar("train/batch_loss", float(self.loss.detach()), step)
+            self.writer.add_scalar("train/batch_loss", float(self.loss.detach()), self.learn.train_iter)
 
     def after_backward(self):
         # Grads are zeroed after every step, so histograms are taken here, on the epoch's last batch.
@@ -156,6 +156,7 @@ class CSVLogger(Callback):
     """Appends one row per epoch (the keys of `learn.history`) to a CSV file; `append=True` continues one."""
 
     order = 70
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, path: str | os.PathLike = "history.csv", append: bool = False):

@@ -25,10 +25,12 @@ class ProgressCallback(Callback):
     """Prints `epoch  train_loss  valid_loss  <metrics>  time` per epoch; a tqdm bar when interactive."""
 
     order = 60
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, file: TextIO | None = None, bar: bool | None = None):
         self.file, self.bar = file, bar
+        self.show_bar = False  # set per fit; `learn.validate` outside a fit shows no bar
 
     def before_fit(self):
         self.out = self.file or sys.stdout
