@@ -206,3 +206,28 @@ def test_keras_model_surface_weights_lr_and_predict(make_dls):
     assert model.state_dict().keys() == net.state_dict().keys()  # anything else is the torch module's
     with pytest.raises(AttributeError, match="neither on learnloop's Keras model"):
         model.save_weights("w.h5")
+
+
+def test_a_validate_run_from_inside_the_fit_leaves_keras_hooks_and_logs_alone(make_dls, make_mlp):
+    class EvalTrainSet(Callback):
+        order = 60  # after the Recorder wrote the epoch's row, before the Keras callbacks get on_epoch_end
+
+        def after_epoch(self):
+            self.results = self.learn.validate(self.dls.train)
+
+    class Hooks:
+        def __init__(self):
+            self.tests, self.logs = 0, []
+
+        def on_test_begin(self, logs):
+            self.tests += 1
+
+        def on_epoch_end(self, epoch, logs):
+            self.logs.append(logs)
+
+    hooks, evaluate = Hooks(), EvalTrainSet()
+    learn = Learner(make_mlp(), make_dls(), lr=0.1, cbs=[evaluate, hooks], progress=False)
+    learn.fit(2)
+    assert hooks.tests == 2  # the fit's own validations only
+    assert [logs["val_loss"] for logs in hooks.logs] == pytest.approx([row["valid_loss"] for row in learn.history])
+    assert evaluate.results["loss"] != pytest.approx(learn.history[-1]["valid_loss"], rel=1e-3)

@@ -70,7 +70,7 @@ def keras_fit(data, cbs: list, epochs: int, lr: float = LR, x: np.ndarray | None
 
 def learnloop_fits(data, make_cbs: Callable[[], list], epochs: int, lr: float = LR, x: np.ndarray | None = None,
                    ) -> Iterator[tuple[str, Learner, list]]:  # fmt: skip
-    """The same training with `learnloop.fit(...)`, then with a `Learner`, each with fresh callbacks."""
+    """The same training with `learnloop.fit(...)`, then with a `Learner`, each with fresh callbacks for that fit."""
     x_train, y_train, x_valid, y_valid = data
     x_train = x_train if x is None else x
     cbs = make_cbs()
@@ -79,8 +79,8 @@ def learnloop_fits(data, make_cbs: Callable[[], list], epochs: int, lr: float = 
     yield "learnloop.fit", learn, cbs
     cbs = make_cbs()
     dls = DataLoaders(DataLoader(ArrayDataset(x_train, y_train), bs=BS), DataLoader(ArrayDataset(x_valid, y_valid), bs=BS))
-    learn = Learner(torch_mlp(), dls, lr=lr, metrics=[accuracy], progress=False, cbs=cbs)
-    learn.fit(epochs)
+    learn = Learner(torch_mlp(), dls, lr=lr, metrics=[accuracy], progress=False)
+    learn.fit(epochs, cbs=cbs)
     yield "Learner", learn, cbs
 
 
@@ -94,6 +94,8 @@ def assert_same_logs(got, expected, how: str) -> None:
         assert len(got) == len(expected), how
         for i, (g, e) in enumerate(zip(got, expected)):
             assert_same_logs(g, e, f"{how}[{i}]")
+    elif isinstance(expected, np.ndarray):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=how)
     elif isinstance(expected, float):
         assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), how
     else:
@@ -299,12 +301,37 @@ class LearningRates(keras.callbacks.Callback):
 
 
 def test_guide_custom_callback_prints_the_same_hooks_and_keys(data, capsys):
-    keras_fit(data, [CustomCallback()], epochs=1)
+    x_valid, y_valid = data[2:]
+    model = keras_fit(data, [CustomCallback()], epochs=1)  # the guide: fit, then evaluate and predict
+    model.evaluate(x_valid, y_valid, batch_size=BS, verbose=0, callbacks=[CustomCallback()])
+    model.predict(x_valid, batch_size=BS, verbose=0, callbacks=[CustomCallback()])
     expected = capsys.readouterr().out
-    assert expected.count("...Training: end of batch") == 45 and expected.count("...Evaluating: end of batch") == 12
+    assert expected.count("...Training: end of batch") == 45 and expected.count("...Evaluating: end of batch") == 24
+    assert expected.count("...Predicting: end of batch 11; got log keys: ['outputs']") == 1
     assert "End epoch 0 of training; got log keys: ['accuracy', 'loss', 'val_accuracy', 'val_loss']" in expected
-    for how, *_ in learnloop_fits(data, lambda: [CustomCallback()], epochs=1):
+    for how, learn, _ in learnloop_fits(data, lambda: [CustomCallback()], epochs=1):
+        learn.validate(cbs=[CustomCallback()])
+        learn.get_preds(cbs=[CustomCallback()])
         assert capsys.readouterr().out == expected, how
+
+
+def test_validate_and_get_preds_fire_hooks_as_evaluate_and_predict(data):
+    x_valid, y_valid = data[2:]
+    model = keras_fit(data, [], epochs=1)
+    evaluated, predicted = HookLog(), HookLog()
+    model.evaluate(x_valid, y_valid, batch_size=BS, verbose=0, callbacks=[evaluated])
+    model.predict(x_valid, batch_size=BS, verbose=0, callbacks=[predicted])
+    assert [c[1] for c in predicted.calls if c[0] == "on_predict_batch_end"] == list(range(12))
+    for how, learn, _ in learnloop_fits(data, list, epochs=1):
+        log = HookLog()
+        results = learn.validate(cbs=[log])
+        assert log.params == evaluated.params == {"verbose": 0, "epochs": 1, "steps": 12}, how
+        assert_same_logs(log.calls, evaluated.calls, how)
+        assert log.calls[-1][2] == pytest.approx(results), how  # on_test_end: what validate returns
+        log = HookLog()
+        preds, _ = learn.get_preds(cbs=[log])
+        assert_same_logs(log.calls, predicted.calls, how)  # outputs: each batch's, as numpy
+        assert np.array_equal(np.concatenate([c[2]["outputs"] for c in log.calls[2::2]]), preds.numpy())
 
 
 def test_guide_custom_learning_rate_scheduler(data, capsys):

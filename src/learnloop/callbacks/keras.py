@@ -286,6 +286,7 @@ class KerasCallback(Callback):
         self._train_logs: dict[str, float] = {}
         self._val_logs: dict[str, float] = {}
         self._epoch_logs: dict[str, float] = {}
+        self._nested, self._validation_next = 0, False
         return True
 
     def _batch_loss(self) -> float:
@@ -301,10 +302,17 @@ class KerasCallback(Callback):
                     e.add_note(f"raised in the Keras callback {type(obj).__name__}.{name}")
                 raise
 
+    def _params(self, steps: int, epochs: int = 1) -> dict:
+        progress = any(isinstance(cb, ProgressCallback) for cb in self.learn.cbs)
+        return {"verbose": int(progress), "epochs": epochs, "steps": steps}
+
+    def _active(self) -> bool:
+        """This callback leads its peers, and the loop is not in a validation run from inside the fit."""
+        return self._hooks is not None and not self._nested
+
     # -- fit ---------------------------------------------------------------------------------------
     def before_fit(self):
-        progress = any(isinstance(cb, ProgressCallback) for cb in self.learn.cbs)
-        if not self._lead({"verbose": int(progress), "epochs": self.n_epoch, "steps": len(self.dls.train)}):
+        if not self._lead(self._params(len(self.dls.train), self.n_epoch)):
             return
         self.keras_model.stop_training = False
         # Keras's TerminateOnNaN stops as Keras does (after the epoch); learnloop's guard would cancel first.
@@ -316,55 +324,22 @@ class KerasCallback(Callback):
         self._fire("on_train_begin")
 
     def before_epoch(self):
-        if self._hooks is not None:
+        if self._active():
             self._train_logs, self._val_logs = {}, {}
             self._fire("on_epoch_begin", self.epoch)
 
     def before_train(self):
-        if self._hooks is not None:
+        if self._active():
             self._means.reset()
-
-    def before_validate(self):
-        if self._hooks is not None:
-            self._means.reset()
-            self._fire("on_test_begin")
-
-    def before_batch(self):
-        if self._hooks is not None:
-            self._fire("on_train_batch_begin" if self.training else "on_test_batch_begin", self.iter)
-
-    def after_loss(self):
-        if self._hooks is None:
-            return
-        learn = self.learn
-        with torch.no_grad():
-            metrics = [_metric_value(m, learn.preds, learn.yb) for m in learn.metrics]
-        self._means.add([learn.loss, *metrics], batch_size(learn.yb))
-
-    def after_batch(self):
-        if self._hooks is None:
-            return
-        model, hook = self.keras_model, "on_train_batch_end" if self.training else "on_test_batch_end"
-        if hook in self._hooks:
-            self._fire(hook, self.iter, self._means.logs())
-        if self.training and model.stop_training:
-            raise CancelTrainException()  # Keras ends the epoch's training here; validation still runs
-        if not self.training and model.stop_evaluating:
-            raise CancelValidateException()
+            self._validation_next = False
 
     def after_train(self):
-        if self._hooks is not None:
+        if self._active():
             self._train_logs = self._means.logs()
-
-    def after_validate(self):
-        if self._hooks is None:
-            return
-        logs = self._means.logs()
-        self._val_logs = {f"val_{k}": v for k, v in logs.items()}
-        self._fire("on_test_end", logs=logs)
+            self._validation_next = True
 
     def after_epoch(self):
-        if self._hooks is None:
+        if not self._active():
             return
         self._epoch_logs = dict(sorted({**self._train_logs, **self._val_logs}.items()))
         self._fire("on_epoch_end", self.epoch, dict(self._epoch_logs))
@@ -376,8 +351,69 @@ class KerasCallback(Callback):
             return
         if self._guards:
             self.learn.add_cbs(self._guards)
-        if sys.exc_info()[0] is None:  # Keras skips on_train_end when the fit raised
+        if self.learn.error is None:  # Keras skips on_train_end when the fit raised
             self._fire("on_train_end", logs=dict(self._epoch_logs))
+        self._hooks = None
+
+    # -- validation (in a fit, or learn.validate) and prediction (learn.get_preds) ------------------
+    def before_validate(self):
+        learn = self.learn
+        if learn.fitting:
+            if self._hooks is None:
+                return
+            if not self._validation_next:  # learn.validate called by a callback inside the fit: not Keras's
+                self._nested += 1
+                return
+            self._validation_next = False
+        elif not self._lead(self._params(len(learn.dl))):
+            return
+        self._means.reset()
+        self.keras_model.stop_evaluating = self.keras_model.stop_predicting = False
+        self._fire("on_predict_begin" if learn.predicting else "on_test_begin")
+
+    def after_validate(self):
+        if self._hooks is None:
+            return
+        if self._nested:
+            self._nested -= 1
+            return
+        if self.learn.predicting:
+            self._fire("on_predict_end")
+        else:
+            logs = self._means.logs()
+            self._val_logs = {f"val_{k}": v for k, v in logs.items()}
+            self._fire("on_test_end", logs=logs)
+        if not self.learn.fitting:
+            self._hooks = None
+
+    # -- batches -------------------------------------------------------------------------------------
+    def _stage(self) -> str:
+        return "train" if self.learn.training else "predict" if self.learn.predicting else "test"
+
+    def before_batch(self):
+        if self._active():
+            self._fire(f"on_{self._stage()}_batch_begin", self.iter)
+
+    def after_loss(self):
+        learn = self.learn
+        if not self._active() or learn.predicting:
+            return
+        with torch.no_grad():
+            metrics = [_metric_value(m, learn.preds, learn.yb) for m in learn.metrics]
+        self._means.add([learn.loss, *metrics], batch_size(learn.yb))
+
+    def after_batch(self):
+        if not self._active():
+            return
+        stage, model = self._stage(), self.keras_model
+        hook = f"on_{stage}_batch_end"
+        if hook in self._hooks:
+            logs = {"outputs": self.learn.preds.detach().cpu().numpy()} if stage == "predict" else self._means.logs()
+            self._fire(hook, self.iter, logs)
+        if stage == "train" and model.stop_training:
+            raise CancelTrainException()  # Keras ends the epoch's training here; validation still runs
+        if (stage == "test" and model.stop_evaluating) or (stage == "predict" and model.stop_predicting):
+            raise CancelValidateException()
 
 
 def as_callback(obj: Any) -> Callback:
