@@ -94,11 +94,11 @@ def _caller(obj: Any, hook: str, batch_loss: Callable[[], float]) -> Callable[[i
 
 
 def _attach(obj: Any, kind: str, value: Any) -> None:
-    """`set_model`/`set_params` as Keras calls them; a plain object gets the attribute unless it set its own."""
+    """`set_model`/`set_params` as Keras calls them; a plain object gets the attribute, as Keras's base class sets it."""
     setter = getattr(obj, f"set_{kind}", None)
     if callable(setter):
         setter(value)
-    elif getattr(obj, kind, None) is None or isinstance(getattr(obj, kind), KerasModel):
+    else:
         setattr(obj, kind, value)
 
 
@@ -173,7 +173,8 @@ class KerasModel:
                 t.copy_(w)
 
     def predict(self, x: Any, batch_size: int = 32, verbose: Any = 0) -> np.ndarray:
-        """The module's outputs for the samples `x` (numpy or tensor, batch first), in eval mode, as numpy."""
+        """The module's outputs for the samples `x` (numpy or tensor, batch first), in eval mode, as numpy.
+        (`verbose` is taken, as Keras's `predict` takes it, and ignored: nothing is printed.)"""
         module, device = self.module, self._learn.device
         was_training = module.training
         module.eval()
