@@ -231,3 +231,14 @@ def test_a_validate_run_from_inside_the_fit_leaves_keras_hooks_and_logs_alone(ma
     assert hooks.tests == 2  # the fit's own validations only
     assert [logs["val_loss"] for logs in hooks.logs] == pytest.approx([row["valid_loss"] for row in learn.history])
     assert evaluate.results["loss"] != pytest.approx(learn.history[-1]["valid_loss"], rel=1e-3)
+
+
+def test_an_error_in_a_hook_names_the_object_and_method(make_dls, make_mlp):
+    class Broken:
+        def on_batch_end(self, batch, logs):
+            raise KeyError("val_score")
+
+    learn = Learner(make_mlp(), make_dls(), cbs=[Broken()], progress=False)
+    with pytest.raises(KeyError) as info:
+        learn.fit(1)
+    assert "raised in the Keras callback Broken.on_batch_end" in info.value.__notes__

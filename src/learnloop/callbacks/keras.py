@@ -57,14 +57,18 @@ def _is_default(method: Any) -> bool:
     return getattr(method, "_is_default", False)  # Keras marks its base class's no-op hooks so
 
 
-def _caller(obj: Any, hook: str, batch_loss: Callable[[], float]) -> Callable[[int | None, dict], None] | None:
-    """How to call `obj`'s `hook` as `(index, logs)`, or None when it has no such hook (or only Keras's no-op)."""
+HookCall = Callable[[int | None, dict], None]  # (batch or epoch index, logs)
+
+
+def _caller(obj: Any, hook: str, batch_loss: Callable[[], float]) -> tuple[str, HookCall] | None:
+    """The method of `obj` that runs for `hook` and how to call it as `(index, logs)`; None when `obj` has no such
+    hook (or only Keras's no-op)."""
     is_keras = _is_keras(obj)
     method = getattr(obj, hook, None)
     if hook in ("on_train_batch_begin", "on_train_batch_end"):
         legacy = getattr(obj, hook.replace("train_", ""), None)
         if is_keras and _is_default(method) and not _is_default(legacy):
-            return lambda i, logs: method(i, logs=logs)  # Keras's base class forwards it to on_batch_*
+            return hook, lambda i, logs: method(i, logs=logs)  # Keras's base class forwards it to on_batch_*
         if not is_keras and not callable(method):
             method = legacy
     if not callable(method) or _is_default(method):
@@ -72,8 +76,8 @@ def _caller(obj: Any, hook: str, batch_loss: Callable[[], float]) -> Callable[[i
     indexed = "batch" in hook or "epoch" in hook
     if is_keras:  # exactly as keras.callbacks.CallbackList calls it
         if "batch" in hook:
-            return lambda i, logs: method(i, logs=logs)
-        return (lambda i, logs: method(i, logs)) if indexed else (lambda i, logs: method(logs))
+            return hook, lambda i, logs: method(i, logs=logs)
+        return hook, (lambda i, logs: method(i, logs)) if indexed else (lambda i, logs: method(logs))
     # A plain object: (index, logs) positionally, as many as it takes; a parameter named `loss` gets the
     # batch's own loss (seed 000: `on_batch_end(self, batch_idx, loss, kwargs)`).
     try:
@@ -90,11 +94,11 @@ def _caller(obj: Any, hook: str, batch_loss: Callable[[], float]) -> Callable[[i
             args.insert(loss_at, batch_loss())
         method(*args[:n_args])
 
-    return call
+    return getattr(method, "__name__", hook), call
 
 
 def _attach(obj: Any, kind: str, value: Any) -> None:
-    """`set_model`/`set_params` as Keras calls them; a plain object gets the attribute, as Keras's base class sets it."""
+    """`set_model`/`set_params` as Keras calls them; a plain object gets the attribute (Keras's base class sets it)."""
     setter = getattr(obj, f"set_{kind}", None)
     if callable(setter):
         setter(value)
@@ -259,7 +263,7 @@ class KerasCallback(Callback):
                                 f"Learner does not write; use {instead} instead.")
         self.obj = obj
         self.keras_model: KerasModel | None = None
-        self._hooks: dict[str, list[tuple[Any, str, Callable]]] | None = None  # set while this one leads
+        self._hooks: dict[str, list[tuple[Any, tuple[str, HookCall]]]] | None = None  # set while this one leads
 
     @property
     def name(self) -> str:
@@ -280,7 +284,7 @@ class KerasCallback(Callback):
             _attach(obj, "params", params)
         self._hooks = {}
         for hook in TRAIN_HOOKS + TEST_HOOKS + PREDICT_HOOKS:
-            calls = [(obj, hook, call) for obj in objs if (call := _caller(obj, hook, self._batch_loss)) is not None]
+            calls = [(obj, call) for obj in objs if (call := _caller(obj, hook, self._batch_loss)) is not None]
             if calls:
                 self._hooks[hook] = calls
         self._means = _RunningMeans([metric_name(m) for m in self.learn.metrics])
@@ -295,7 +299,7 @@ class KerasCallback(Callback):
 
     def _fire(self, hook: str, index: int | None = None, logs: dict | None = None) -> None:
         logs = {} if logs is None else logs  # one dict, passed along: a key one callback adds reaches the next
-        for obj, name, call in self._hooks.get(hook, ()):
+        for obj, (name, call) in self._hooks.get(hook, ()):
             try:
                 call(index, logs)
             except Exception as e:
