@@ -8,8 +8,10 @@ training, and both close their files in `after_fit`, which runs even when a fit 
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,14 @@ def ensure_writable_dir(path: str | os.PathLike, owner: str) -> Path:
             f"or create it first."
         ) from e
     return path
+
+
+def _import_quietly(module: str) -> None:
+    """Import `module` to warm it up; a failure is left for the real import to report."""
+    try:
+        importlib.import_module(module)
+    except ImportError:  # the main thread's own import reports it, with its traceback
+        return
 
 
 def _batch_size_of(dls: Any) -> int | None:
@@ -84,10 +94,17 @@ class TensorBoardCallback(Callback):
 
     def before_fit(self):
         ensure_writable_dir(self.log_dir, f"{type(self).__name__}(log_dir=...)")
-        from torch.utils.tensorboard import SummaryWriter  # imported here: it takes seconds, only loggers pay
-
-        self.writer = SummaryWriter(str(self.log_dir))
+        # The writer is made when it first writes, so its import (about a second) never delays the first
+        # batch; meanwhile a thread imports it on the other core.
+        threading.Thread(target=_import_quietly, args=("torch.utils.tensorboard",), daemon=True).start()
         self.start_lr, self.graph_done = self.lr, not self.log_graph
+
+    def _writer(self) -> Any:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir))
+        return self.writer
 
     def before_batch(self):
         if not self.graph_done and self.training:
@@ -103,7 +120,7 @@ class TensorBoardCallback(Callback):
         try:
             with warnings.catch_warnings():  # add_graph uses torch.jit.trace, which warns it is deprecated
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.writer.add_graph(model, self.xb)
+                self._writer().add_graph(model, self.xb)
         finally:
             model.train(was_training)  # tracing may switch to eval mode
 
@@ -111,26 +128,26 @@ class TensorBoardCallback(Callback):
         # Checked before touching the loss, so batches that are not logged never wait for the device.
         n = self.every_n_batches
         if n is not None and self.training and self.iter % n == 0:
-            self.writer.add_scalar("train/batch_loss", float(self.loss.detach()), self.learn.train_iter)
+            self._writer().add_scalar("train/batch_loss", float(self.loss.detach()), self.learn.train_iter)
 
     def after_backward(self):
         # Grads are zeroed after every step, so histograms are taken here, on the epoch's last batch.
         if self.log_hist and self.iter == self.n_iter - 1:
             for name, p in unwrap(self.model).named_parameters():
                 if p.grad is not None:
-                    self.writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), self.epoch)
+                    self._writer().add_histogram(f"grads/{name}", p.grad.detach().cpu(), self.epoch)
 
     def after_epoch(self):
         for key, value in self.history[-1].items():
             if key != "epoch" and isinstance(value, (int, float)):
-                self.writer.add_scalar(_tag(key), value, self.epoch)
+                self._writer().add_scalar(_tag(key), value, self.epoch)
         if self.log_hist:
             for name, p in unwrap(self.model).named_parameters():
-                self.writer.add_histogram(f"weights/{name}", p.detach().cpu(), self.epoch)
-        self.writer.flush()  # each epoch: a crash or a live `tensorboard` sees every finished epoch
+                self._writer().add_histogram(f"weights/{name}", p.detach().cpu(), self.epoch)
+        self._writer().flush()  # each epoch: a crash or a live `tensorboard` sees every finished epoch
 
     def after_fit(self):
-        if self.writer is None:  # before_fit failed
+        if self.writer is None:  # before_fit failed, or nothing was written
             return
         try:
             if self.history:
