@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -242,3 +247,24 @@ def test_an_error_in_a_hook_names_the_object_and_method(make_dls, make_mlp):
     with pytest.raises(KeyError) as info:
         learn.fit(1)
     assert "raised in the Keras callback Broken.on_batch_end" in info.value.__notes__
+
+
+def test_plain_keras_style_objects_never_import_keras(tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys\n"
+        "import numpy as np\n"
+        "import torch\n"
+        "import learnloop\n"
+        "class Stop:\n"
+        "    def on_epoch_end(self, epoch, logs):\n"
+        "        self.model.stop_training = logs['loss'] > 0\n"
+        "x, y = np.random.default_rng(0).random((64, 4), dtype=np.float32), np.arange(64) % 2\n"
+        "learn = learnloop.fit(torch.nn.Linear(4, 2), x, y, epochs=3, callbacks=[Stop()], progress=False)\n"
+        "print(len(learn.history), 'keras' in sys.modules)\n"
+    )
+    src = Path(__file__).resolve().parents[2] / "src"  # this checkout's learnloop, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True,
+                         env=env)
+    assert out.stdout.split() == ["1", "False"]
