@@ -20,9 +20,9 @@ import torch
 
 from ..distributed import unwrap
 from .core import Callback, CancelFitException, CancelTrainException, CancelValidateException
-from .monitor import _MAX_WORDS
+from .monitor import MAX_WORDS
 from .progress import ProgressCallback
-from .recorder import _metric_value, batch_size, metric_name
+from .recorder import metric_value, batch_size, metric_name
 from .training import TerminateOnNaN as NaNGuard
 
 TRAIN_HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_epoch_end",
@@ -131,7 +131,7 @@ class _MetricDirection:
 
     def __init__(self, name: str):
         self.name = name
-        self._direction = "up" if any(word in name.lower() for word in _MAX_WORDS) else "down"
+        self._direction = "up" if any(word in name.lower() for word in MAX_WORDS) else "down"
 
 
 class KerasModel:
@@ -404,7 +404,7 @@ class KerasCallback(Callback):
         if not self._active() or learn.predicting:
             return
         with torch.no_grad():
-            metrics = [_metric_value(m, learn.preds, learn.yb) for m in learn.metrics]
+            metrics = [metric_value(m, learn.preds, learn.yb) for m in learn.metrics]
         self._means.add([learn.loss, *metrics], batch_size(learn.yb))
 
     def after_batch(self):
