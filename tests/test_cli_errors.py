@@ -213,7 +213,7 @@ def test_resume_warns_on_another_torch_version_and_more_epochs_then_trains(run_l
 def test_debug_shows_the_traceback(run_learnloop):
     result = run_learnloop(*FIT, "--device", "cuda:99", "--debug")
     assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
-    assert "learnloop.errors.UserError: --device cuda:99" in result.stderr
+    assert "learnloop.errors.SettingError: --device cuda:99" in result.stderr
 
 
 def test_learnloop_debug_env_raises_user_errors(monkeypatch, tmp_path):

@@ -335,7 +335,7 @@ def test_keras_style_fit_on_numpy_arrays(digits_tensors, make_mlp):
     learn = learnloop.fit(make_mlp(), xt, yt, epochs=5, batch_size=32, validation_data=(xv, yv),
                           callbacks=[Logger()], lr=0.1, metrics=[accuracy], progress=False)  # fmt: skip
     assert [e for e, _ in seen] == [0, 1, 2, 3, 4]
-    assert seen[0][1] == ["loss", "lr", "val_accuracy", "val_loss"]
+    assert seen[0][1] == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert learn.history[-1]["valid_accuracy"] > 0.9
 
 

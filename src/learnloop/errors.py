@@ -19,6 +19,10 @@ class DataError(UserError, ValueError):
     """Data that can't be used as it is: a truncated file, a corrupt image, an image folder with one class, ..."""
 
 
+class SettingError(UserError, ValueError):
+    """A setting that can't work as given: a flag's value, a device this machine lacks, a tracking store, ..."""
+
+
 class MissingFileError(UserError, FileNotFoundError):
     """A file or folder that should exist does not."""
 

@@ -50,12 +50,15 @@ class Optimizer(torch.optim.Optimizer):
 
 
 class SGD(Optimizer):
-    """`p -= lr * (grad + wd * p)`; with momentum, the step uses `buf = momentum * buf + grad`."""
+    """`p -= lr * (grad + wd * p)`; with momentum, the step uses `buf = momentum * buf + grad` (Nesterov:
+    `grad + momentum * buf`)."""
 
-    def __init__(self, params: Params, lr: float, wd: float = 0.0, momentum: float = 0.0):
+    def __init__(self, params: Params, lr: float, wd: float = 0.0, momentum: float = 0.0, nesterov: bool = False):
         for name, value in (("lr", lr), ("wd", wd), ("momentum", momentum)):
             _check(name, value)
-        super().__init__(params, dict(lr=lr, wd=wd, momentum=momentum))
+        if nesterov and not momentum:
+            raise ValueError("nesterov=True needs a momentum > 0, e.g. SGD(params, lr, momentum=0.9, nesterov=True).")
+        super().__init__(params, dict(lr=lr, wd=wd, momentum=momentum, nesterov=nesterov))
 
     def update_group(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
         """One SGD step for all of `params` at once (torch's `_foreach` ops: a few kernels, not a few per tensor)."""
@@ -63,7 +66,8 @@ class SGD(Optimizer):
         if group["wd"] != 0:
             grads = torch._foreach_add(grads, params, alpha=group["wd"])
         if group["momentum"] != 0:
-            grads = self._momentum(params, grads, group["momentum"])
+            bufs = self._momentum(params, grads, group["momentum"])
+            grads = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group.get("nesterov") else bufs
         torch._foreach_add_(params, grads, alpha=-group["lr"])
 
     def _momentum(self, params: list[torch.Tensor], grads: list[torch.Tensor], momentum: float) -> list[torch.Tensor]:

@@ -11,6 +11,7 @@ from .interrupt import FitInterrupted, GracefulInterrupt
 from .keras import KerasCallback, as_callback
 from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .lr_find import LRFinder, LRFindResult
+from .mlflow import MLflowCallback
 from .monitor import EarlyStopping, SaveBest
 from .progress import ProgressCallback
 from .recorder import GatherPreds, Recorder
@@ -24,7 +25,7 @@ from .training import (
 __all__ = [
     "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
     "CancelEpochException", "CancelFitException", "as_callback", "KerasCallback", "Recorder", "GatherPreds",
-    "ProgressCallback", "TerminateOnNaN", "ActivationStats", "TensorBoardCallback", "CSVLogger",
+    "ProgressCallback", "TerminateOnNaN", "ActivationStats", "TensorBoardCallback", "CSVLogger", "MLflowCallback",
     "monitoring_callbacks", "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted", "EarlyStopping",
     "SaveBest", "GradientClip", "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",

@@ -47,7 +47,8 @@ def _import_quietly(module: str) -> None:
         return
 
 
-def _batch_size_of(dls: Any) -> int | None:
+def batch_size_of(dls: Any) -> int | None:
+    """The train loader's batch size, or None when it has none."""
     # torch's DataLoader calls it batch_size, learnloop's bs; anything else: unknown.
     train = getattr(dls, "train", None)
     for attr in ("batch_size", "bs"):
@@ -161,7 +162,7 @@ class TensorBoardCallback(Callback):
     def _add_hparams(self):
         from torch.utils.tensorboard.summary import hparams
 
-        values = {"lr": self.start_lr, "bs": _batch_size_of(self.dls), "n_epoch": self.n_epoch, **self.hparams}
+        values = {"lr": self.start_lr, "bs": batch_size_of(self.dls), "n_epoch": self.n_epoch, **self.hparams}
         values = {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
         final = {_tag(k): v for k, v in self.history[-1].items() if k not in ("epoch", "lr", "time")}
         # SummaryWriter.add_hparams would open a second run and re-log the metrics there; writing the

@@ -11,7 +11,8 @@ from ..distributed import barrier, is_main, unwrap
 from ..saving import atomic_save, load_checkpoint
 from .core import Callback, CancelFitException
 
-_MAX_WORDS = ("acc", "auc", "f1", "precision", "recall", "score", "iou", "dice")  # higher is better
+# Names of figures where higher is better (`mode="auto"` reads them as max).
+MAX_WORDS = ("acc", "auc", "f1", "precision", "recall", "score", "iou", "dice")  # higher is better
 
 
 class _Monitor(Callback):
@@ -21,7 +22,7 @@ class _Monitor(Callback):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}.")
         if mode == "auto":
-            mode = "max" if any(word in monitor.lower() for word in _MAX_WORDS) else "min"
+            mode = "max" if any(word in monitor.lower() for word in MAX_WORDS) else "min"
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
         self.best = math.inf if mode == "min" else -math.inf
 

@@ -4,6 +4,7 @@ per epoch in `learn.history`), and the predictions `learn.get_preds` gathers."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 import time
 from typing import TYPE_CHECKING
 
@@ -68,7 +69,7 @@ class Recorder(Callback):
                 self.hps.setdefault(name, []).append(values[0])
             return
         for metric, values in zip(learn.metrics, self._metric_values):
-            values.append(_metric_value(metric, learn.preds, learn.yb))
+            values.append(metric_value(metric, learn.preds, learn.yb))
 
     def _means(self) -> list[float]:
         """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
@@ -160,7 +161,8 @@ def metric_name(metric) -> str:
     return getattr(metric, "__name__", type(metric).__name__)
 
 
-def _metric_value(metric, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def metric_value(metric: Callable, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`metric(preds, targets)` as a 0-d tensor, with errors that name the metric and the shapes."""
     try:
         value = metric(preds, targets)
     except Exception as e:
