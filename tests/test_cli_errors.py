@@ -75,8 +75,8 @@ def test_bad_flag_values_name_the_flag(run_learnloop):
 
 
 @pytest.mark.parametrize("flags, says", [
-    (("--lr", "-1"), "argument --lr: must be a number above 0, got -1"),
-    (("--lr", "nan"), "argument --lr: must be a number above 0, got nan"),
+    (("--lr", "-1"), "argument --lr: must be above 0, got -1"),
+    (("--lr", "nan"), "argument --lr: must be above 0, got nan"),
     (("--bs", "0"), "argument --bs: must be at least 1, got 0"),
     (("--epochs", "two"), "argument --epochs: expected a whole number, got 'two'"),
     (("--workers", "-1"), "argument --workers: must be at least 0, got -1"),

@@ -49,31 +49,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USER_ERROR)
 
 
-def _whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an int >= `minimum`, else an error that argparse prefixes with the flag's name."""
+def _flag_number(convert: type, minimum: float, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: `convert(text)`, finite and at least `minimum` (above it, with `above`); else an error
+    that argparse prefixes with the flag's name."""
+    kind = "a whole number" if convert is int else "a number"
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _number(zero_ok: bool) -> Callable[[str], float]:
-    """An argparse type: a finite float above 0 (or 0 too, with `zero_ok`)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (math.isfinite(value) and (value > 0 or zero_ok and value == 0)):
-            raise argparse.ArgumentTypeError(f"must be a number {'of 0 or more' if zero_ok else 'above 0'}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not (math.isfinite(value) and (value > minimum if above else value >= minimum)):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {minimum:g}, got {text}")
         return value
 
     return parse
@@ -101,25 +88,29 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--data", metavar="FILE", help="the mnist .npz (default: $LEARNLOOP_DATA/mnist.npz, "
                          "else ~/.cache/learnloop/mnist.npz)")
         sub.add_argument("--arch", choices=ARCHS, help="model (default per dataset: digits simple_cnn, mnist bn_cnn)")
-        sub.add_argument("--bs", type=_whole_number(1), help="batch size (default per dataset)")
-        sub.add_argument("--size", type=_whole_number(1), default=64, help="image size for image folders (default 64)")
-        sub.add_argument("--workers", type=_whole_number(0), default=0, help="DataLoader worker processes (default 0)")
+        sub.add_argument("--bs", type=_flag_number(int, 1), help="batch size (default per dataset)")
+        sub.add_argument("--size", type=_flag_number(int, 1), default=64,
+                         help="image size for image folders (default 64)")
+        sub.add_argument("--workers", type=_flag_number(int, 0), default=0,
+                         help="DataLoader worker processes (default 0)")
         sub.add_argument("--device", help="cpu | cuda | cuda:N | mps (default: cuda if available, else cpu)")
         sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         sub.add_argument("--out", type=Path, help="output folder (default runs/<DATA>)")
         sub.add_argument("--debug", action="store_true", help="show the full traceback of any error "
                          "(also LEARNLOOP_DEBUG=1)")
-    fit.add_argument("--epochs", type=_whole_number(1), help="number of epochs (default per dataset)")
-    fit.add_argument("--lr", type=_number(zero_ok=False), help="learning rate; the peak lr with --sched onecycle")
+    fit.add_argument("--epochs", type=_flag_number(int, 1), help="number of epochs (default per dataset)")
+    fit.add_argument("--lr", type=_flag_number(float, 0, above=True),
+                     help="learning rate; the peak lr with --sched onecycle")
     fit.add_argument("--sched", choices=SCHEDULES, help="lr schedule (default onecycle)")
     fit.add_argument("--one-cycle", dest="sched", action="store_const", const="onecycle", help="same as --sched onecycle")
-    fit.add_argument("--ckpt-every", type=_whole_number(1), default=None, metavar="N",
+    fit.add_argument("--ckpt-every", type=_flag_number(int, 1), default=None, metavar="N",
                      help="checkpoint to OUT/last.ckpt every N batches (default: every epoch)")
     fit.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.ckpt")
     fit.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (its model.pt, "
                      "last.ckpt, history.csv, loss.png and tb/); without it fit refuses to touch an earlier run")
-    fit.add_argument("--log-every", type=_number(zero_ok=True), default=30, metavar="SECONDS", help="when the output is not a "
-                     "terminal, print a progress line every SECONDS of an epoch (default 30; 0: never)")
+    fit.add_argument("--log-every", type=_flag_number(float, 0), default=30, metavar="SECONDS",
+                     help="when the output is not a terminal, print a progress line every SECONDS of an epoch "
+                     "(default 30; 0: never)")
     fit.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="do not write OUT/tb")
     fit.add_argument("--mlflow", nargs="?", const="", metavar="URI",
                      help="log the run to MLflow: to URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")  # fmt: skip

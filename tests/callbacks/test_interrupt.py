@@ -16,14 +16,15 @@ from learnloop.data import ArrayDataset, DataLoader, DataLoaders
 
 
 class Signal(Callback):
-    """Sends `signals` to this process at `event` of global training (or first validation) batch `at`."""
+    """Sends `signals` to this process after the forward of global training (or validation) batch `at`."""
 
-    def __init__(self, at: int, *signals: int, event: str = "after_pred", valid: bool = False):
-        self.at, self.signals, self.event, self.valid = at, signals, event, valid
+    def __init__(self, at: int, *signals: int, valid: bool = False):
+        self.at, self.signals, self.valid = at, signals, valid
         self.steps = 0
 
     def after_pred(self):
-        if self.event == "after_pred" and self.training != self.valid and self.epoch * self.n_iter + self.iter == self.at:
+        at = self.epoch * self.n_iter + self.iter
+        if self.training != self.valid and at == self.at:
             for signum in self.signals:
                 os.kill(os.getpid(), signum)  # the handler runs at once, in this thread
 

@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from learnloop.data.datasets import digits, mnist
-from learnloop.errors import DataError, UserError
+from learnloop.errors import DataError, MissingFileError, UserError
 
 
 def test_digits_split_sizes_and_dtypes():
@@ -77,6 +77,8 @@ def test_mnist_bad_sha256_and_keys(tiny_npz, tmp_path):
 def test_learnloop_data_is_a_folder_and_a_file_there_is_a_clear_error(tiny_npz, monkeypatch):
     path, _ = tiny_npz
     monkeypatch.setenv("LEARNLOOP_DATA", str(path))
+    with pytest.raises(MissingFileError, match=rf"'{path.parent}' \(passed as path=\) is a folder: pass the mnist.npz"):
+        mnist(path.parent)
     with pytest.raises(UserError, match=rf"LEARNLOOP_DATA={path} names a file, but it is the folder holding the "
                                         rf"data files: set LEARNLOOP_DATA={path.parent}"):
         mnist()

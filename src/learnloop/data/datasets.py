@@ -45,6 +45,9 @@ def find_file(name: str, path: str | Path | None = None) -> Path:
     if path is not None:
         if Path(path).is_file():
             return Path(path)
+        if Path(path).is_dir():
+            raise MissingFileError(f"{str(path)!r} (passed as path=) is a folder: pass the {name} file itself, e.g. "
+                                   f"{Path(path) / name}.")
         raise MissingFileError(f"{str(path)!r} (passed as path=) does not exist; pass the path of your {name}.")
     env = os.environ.get("LEARNLOOP_DATA")
     if env and Path(env).is_file():
