@@ -17,13 +17,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:  # run from a fresh clone without installing: python benchmarks/NAME.py
     sys.path.insert(0, str(SRC))
 
-# ../shared/data/mnist.npz from the repo root, as the project lays it out; else LEARNLOOP_DATA.
+# ../shared/data/mnist.npz from the repo root, as the project lays it out; else where learnloop looks.
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
 
 
 def default_mnist() -> str | None:
-    """The MNIST .npz to use when --data is not given: ../shared/data/mnist.npz, else $LEARNLOOP_DATA."""
-    return str(SHARED_MNIST) if SHARED_MNIST.exists() else os.environ.get("LEARNLOOP_DATA")
+    """The MNIST .npz to use when --data is not given: ../shared/data/mnist.npz, else None: then
+    `learnloop.data.datasets.mnist` looks in the folder $LEARNLOOP_DATA and in ~/.cache/learnloop."""
+    return str(SHARED_MNIST) if SHARED_MNIST.exists() else None
 
 
 def seconds(fn: Callable[[], object]) -> float:

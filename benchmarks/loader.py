@@ -1,7 +1,7 @@
 """learnloop's DataLoader vs torch's, same process, alternating runs; then an image folder with 0 vs 2 workers.
 
-Run: `python benchmarks/loader.py [--data mnist.npz]` (default: ../shared/data/mnist.npz, else LEARNLOOP_DATA
-or the cache dir, as `learnloop.data.datasets.mnist` looks).
+Run: `python benchmarks/loader.py [--data mnist.npz]` (default: ../shared/data/mnist.npz, else mnist.npz
+in the folder $LEARNLOOP_DATA or in the cache dir, as `learnloop.data.datasets.mnist` looks).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Both train `learnloop.nn.bn_cnn` (4 conv-BN-ReLU layers) for the recipe's epochs with one-cycle and label
 smoothing, and evaluate on the 10,000 test images after each epoch; the runs take turns in one process.
-Run: `python benchmarks/mnist.py` (MNIST from --data, default ../shared/data/mnist.npz, else $LEARNLOOP_DATA).
+Run: `python benchmarks/mnist.py` (MNIST from --data, default ../shared/data/mnist.npz, else $LEARNLOOP_DATA/mnist.npz).
 """
 
 from __future__ import annotations

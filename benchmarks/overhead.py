@@ -2,7 +2,7 @@
 
 Same process, runs taking turns, median of `--repeats` rounds; each ratio is a median time over the hand
 loop's median time, followed by the range of per-round ratios (the machine's noise). Run: `python benchmarks/overhead.py` (MNIST from --data, default
-../shared/data/mnist.npz, else $LEARNLOOP_DATA). fastai, Lightning and Keras (torch backend) run too when
+../shared/data/mnist.npz, else $LEARNLOOP_DATA/mnist.npz). fastai, Lightning and Keras (torch backend) run too when
 installed (`pip install -e .[bench]`); otherwise their rows say "skipped: not installed".
 """
 

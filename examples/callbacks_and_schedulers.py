@@ -3,7 +3,7 @@
     python examples/callbacks_and_schedulers.py               # digits, 7 epochs, a few seconds on a CPU
 
 The seed's `MyCallback` keeps its exact signatures (`on_batch_end(self, batch_idx, loss, kwargs)`, ...): learnloop
-binds the arguments by name. The seed's `trainer = MyTrainer(model, callback); trainer.fit(data_loader)` is a
+calls them as Keras calls its callbacks, `(index, logs)`, and a parameter named `loss` gets the batch's loss. The seed's `trainer = MyTrainer(model, callback); trainer.fit(data_loader)` is a
 `Learner`, and its hand-stepped `lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.1)` is a `TorchScheduler`,
 stepped after every epoch: the lr is 0.1 for epochs 1-3, 0.01 for 4-6, then 0.001.
 """
@@ -27,8 +27,8 @@ from learnloop.metrics import accuracy
 class MyCallback:
     """The seed's callback (the seed's `nn.Callback` base does not exist in torch; none is needed).
 
-    `kwargs` is the Keras-style logs dict (`lr`, and at the end `loss`, `val_loss`, `val_accuracy`);
-    epochs and batches count from 0.
+    `kwargs` is the Keras logs dict (at the end `loss`, `accuracy`, `val_loss`, `val_accuracy`), `self.model`
+    a Keras-like view of the model (`self.model.optimizer.learning_rate` is the lr); epochs and batches count from 0.
     """
 
     def __init__(self, log_every: int = 30) -> None:
@@ -36,11 +36,11 @@ class MyCallback:
 
     def on_train_begin(self, kwargs):
         # called before training starts
-        print(f"training starts, lr {kwargs['lr']}")
+        print(f"training starts, lr {self.model.optimizer.learning_rate}")
 
     def on_epoch_begin(self, epoch, kwargs):
         # called at the start of each epoch: the lr StepLR chose for it
-        print(f"epoch {epoch + 1}: lr {kwargs['lr']:.4g}")
+        print(f"epoch {epoch + 1}: lr {self.model.optimizer.learning_rate:.4g}")
 
     def on_batch_end(self, batch_idx, loss, kwargs):
         # called after each training batch with that batch's loss

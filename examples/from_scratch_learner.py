@@ -1,7 +1,7 @@
 """Seed 004 ("밑바닥부터 Learner 클래스 만들기"): a fastai-style Learner from scratch-built pieces.
 
     python examples/from_scratch_learner.py                                  # digits, well under a minute on a CPU
-    python examples/from_scratch_learner.py --mnist ../shared/data/mnist.npz --epochs 2
+    python examples/from_scratch_learner.py --mnist path/to/mnist.npz --epochs 2
 
 Follows the seed's thirteen steps in order: raw images and labels -> a label vocab (the seed's `val2idx`) ->
 a Dataset -> collate + DataLoader (a process pool with `--n-workers`) -> Normalize with stats from a batch and

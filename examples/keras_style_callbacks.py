@@ -3,7 +3,8 @@
     python examples/keras_style_callbacks.py                 # digits, a few seconds on a CPU
 
 The seed's `CustomCallback` keeps its exact Keras signatures (`on_epoch_end(self, epoch, logs=None)`, ...);
-learnloop wraps any object with `on_*` methods and binds the arguments by name. The seed's
+learnloop wraps any object with `on_*` methods and calls them as Keras does. (A real `keras.callbacks.Callback`
+subclass, or Keras's own EarlyStopping, CSVLogger, ..., works the same way when keras is installed.) The seed's
 `model.fit(x_train, y_train, epochs=10, callbacks=[custom_callback])` becomes
 `learnloop.fit(model, x_train, y_train, epochs=10, callbacks=[custom_callback])` on numpy arrays.
 """
@@ -25,16 +26,16 @@ from learnloop.optim import AdamW
 
 
 class CustomCallback:
-    """The seed's callback, no learnloop base class needed. `logs` holds `loss`, `val_loss`,
-    `val_accuracy` and `lr`; epochs and batches count from 0, as in Keras."""
+    """The seed's callback, no learnloop base class needed. As in Keras, `logs` holds `loss` and `accuracy`
+    (and `val_loss`, `val_accuracy` at epoch end); epochs and batches count from 0."""
 
     def __init__(self, stop_at: float | None = None) -> None:
         self.stop_at = stop_at  # stop once val_accuracy reaches this, the Keras way
 
     def on_epoch_end(self, epoch, logs=None):
         # called at the end of every epoch
-        print(f"epoch {epoch + 1}: {self.n_batches} batches (last one's loss {self.last_loss:.4f}), "
-              f"loss {logs['loss']:.4f}, "
+        print(f"epoch {epoch + 1}: {self.n_batches} batches (mean loss after the last one {self.last_loss:.4f}), "
+              f"loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}, "
               f"val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}")
         if self.stop_at is not None and logs["val_accuracy"] >= self.stop_at:
             print(f"val_accuracy reached {self.stop_at}: setting model.stop_training")
@@ -43,7 +44,7 @@ class CustomCallback:
     def on_train_begin(self, logs=None):
         # called once, before the first epoch
         self.start = time.perf_counter()
-        print(f"training starts at lr {logs['lr']}")
+        print(f"training starts at lr {self.model.optimizer.learning_rate}")
 
     def on_train_end(self, logs=None):
         # called once, after the last epoch
@@ -56,7 +57,7 @@ class CustomCallback:
             self.n_batches = 0
 
     def on_batch_end(self, batch, logs=None):
-        # called after every training batch; logs["loss"] is this batch's loss
+        # called after every training batch; logs["loss"] is the mean loss of the epoch so far
         self.n_batches += 1
         self.last_loss = logs["loss"]
 

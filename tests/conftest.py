@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -54,6 +59,26 @@ def mlp(seed: int = 0) -> torch.nn.Module:
 def make_mlp():
     """Factory for `mlp(seed)`."""
     return mlp
+
+
+@pytest.fixture(scope="session")
+def learnloop_cmd() -> list[str]:
+    """The installed `learnloop` command (the console script beside this Python), else `python -m learnloop`."""
+    script = Path(sys.executable).with_name("learnloop")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "learnloop"]
+
+
+@pytest.fixture
+def run_learnloop(learnloop_cmd, tmp_path):
+    """Run the real `learnloop` command in a subprocess (cwd `tmp_path`, one torch thread); CompletedProcess."""
+
+    def run(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        inherited = {k: v for k, v in os.environ.items() if k not in ("LEARNLOOP_DEBUG", "NO_COLOR")}
+        environ = {**inherited, "OMP_NUM_THREADS": "1", **(env or {})}
+        return subprocess.run([*learnloop_cmd, *map(str, args)], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path, env=environ)
+
+    return run
 
 
 def write_photo_folder(root, n_per_class: int = 6, classes: str = "abc", size: tuple[int, int] = (96, 72),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from learnloop import Learner
-from learnloop.cli import main, schedule_cbs
+from learnloop.cli import build_parser, main, schedule_cbs
 from learnloop.metrics import accuracy
 
 
@@ -82,3 +83,39 @@ def test_schedule_cbs_unknown_name_lists_the_choices():
         schedule_cbs("linear", 0.1, 3)
 
 
+
+
+def test_fit_with_mlflow_logs_the_run_read_back_by_mlflows_client(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"  # given by the environment: the bare flag honours it
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "learnloop", "fit", "digits", "--epochs", "2", "--out", "run", "--no-tensorboard",
+         "--mlflow"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(uri)
+    (run,) = client.search_runs(["0"])  # the Default experiment; artifacts under tmp_path/mlruns
+    assert f"MLflow run {run.info.run_id}" in result.stdout and run.info.status == "FINISHED"
+    params = run.data.params
+    assert (params["dataset"], params["arch"], params["n_epoch"], params["bs"]) == ("digits", "simple_cnn", "2", "32")
+    assert params["schedule"].startswith("OneCycle(lr_max=0.5")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))  # what the CLI's CSVLogger wrote
+    for key in ("train_loss", "valid_loss", "valid_accuracy"):
+        got = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        assert got == [(i, float(row[key])) for i, row in enumerate(rows)]
+    assert float(rows[-1]["valid_accuracy"]) > 0.8
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv", "loss.png", "model.pt"}
+
+
+def test_mlflow_flag_takes_an_optional_uri_and_a_missing_mlflow_is_one_line(capsys, monkeypatch):
+    parse = build_parser().parse_args
+    assert parse(["fit", "digits", "--mlflow", "sqlite:///m.db"]).mlflow == "sqlite:///m.db"
+    assert parse(["fit", "digits", "--mlflow"]).mlflow == "" and parse(["fit", "digits"]).mlflow is None
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    assert main(["fit", "digits", "--mlflow", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learnloop: error: --mlflow: MLflowCallback needs mlflow: pip install 'learnloop[mlflow]'")
+    assert "Traceback" not in err

@@ -36,5 +36,5 @@ def test_fit_folder_flags(photo_folder, tmp_path, capsys):
     capsys.readouterr()
     assert main(["fit", "digits", "--augment", "--out", str(tmp_path / "d")]) == 2
     assert "--augment applies to image folders only" in capsys.readouterr().err
-    assert main(["fit", str(photo_folder), "--size", "0", "--out", str(tmp_path / "z")]) == 2
-    assert "size is the (height, width)" in capsys.readouterr().err
+    assert main(["fit", "digits", "--no-flip", "--out", str(tmp_path / "d")]) == 2
+    assert "--no-flip applies to image folders only" in capsys.readouterr().err

@@ -19,6 +19,9 @@ from torch.utils.data import TensorDataset
 from learnloop import Learner
 from learnloop import distributed as dist
 from learnloop.callbacks import OneCycle
+from learnloop.callbacks.ddp import DistributedCallback
+from learnloop.data.loader import shard_indices
+from learnloop.data.sharding import ShardSampler
 from learnloop.data import DataLoader, DataLoaders, datasets
 from learnloop.metrics import accuracy
 from learnloop.nn import simple_cnn
@@ -107,13 +110,13 @@ def test_shard_indices_pads_from_the_head_like_distributed_sampler():
     order = torch.arange(5)
     for r in range(3):
         sampler = torch.utils.data.DistributedSampler(range(5), num_replicas=3, rank=r, shuffle=False)
-        assert dist.shard_indices(order, r, 3, even=True).tolist() == list(sampler)
-    assert dist.shard_indices(order, 1, 3, even=False).tolist() == [1, 4]
+        assert shard_indices(order, r, 3, even=True).tolist() == list(sampler)
+    assert shard_indices(order, 1, 3, even=False).tolist() == [1, 4]
 
 
 def test_shard_sampler_covers_a_torch_dataset_once():
-    seen = [i for r in range(3) for i in dist.ShardSampler(range(10), 3, r)]
-    assert sorted(seen) == list(range(10)) and len(dist.ShardSampler(range(10), 3, 2)) == 3
+    seen = [i for r in range(3) for i in ShardSampler(range(10), 3, r)]
+    assert sorted(seen) == list(range(10)) and len(ShardSampler(range(10), 3, 2)) == 3
 
 
 def test_set_shard_rejects_a_rank_outside_the_world():
@@ -125,7 +128,7 @@ def test_set_shard_rejects_a_rank_outside_the_world():
 def test_single_process_has_no_distributed_callback_and_helpers_are_no_ops(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     learn = Learner(torch.nn.Linear(2, 2), TorchDataLoader(TensorDataset(torch.randn(4, 2), torch.zeros(4).long())))
-    assert not any(isinstance(cb, dist.DistributedCallback) for cb in learn.cbs)
+    assert not any(isinstance(cb, DistributedCallback) for cb in learn.cbs)
     t = torch.ones(3)
     assert dist.all_reduce_sum(t) is t and dist.all_reduce_mean(t) is t
     assert (dist.rank(), dist.world_size(), dist.is_main()) == (0, 1, True)
@@ -181,11 +184,12 @@ def test_each_rank_runs_half_the_batches_and_one_cycle_counts_them(ddp_run):
     per_rank_valid = math.ceil(len(valid_ds) / 2 / 32)
     for r in ranks(ddp_run):
         assert (r["rank"], r["world_size"]) == (r["rank"], 2)
-        assert r["n_train"] == 2 * per_rank_train and r["n_valid"] == 2 * per_rank_valid
+        # 2 epochs' validation, then get_preds and validate from a callback: they run the validation phase too
+        assert r["n_train"] == 2 * per_rank_train and r["n_valid"] == 4 * per_rank_valid
         assert r["n_lrs"] == 2 * per_rank_train  # the schedule spans each rank's batches...
         n = 2 * per_rank_train  # ...so it ends annealed where a one-cycle over n batches ends
         assert r["last_lr"] == pytest.approx(OneCycle(0.3).scheds["lr"]((n - 1) / n))
-        assert r["b"]["n_train"] == per_rank_train and r["b"]["n_valid"] == math.ceil(len(valid_ds) / 2 / 64)
+        assert r["b"]["n_train"] == per_rank_train and r["b"]["n_valid"] == 3 * math.ceil(len(valid_ds) / 2 / 64)
         assert r["model_is_users"] and r["b"]["loaders_restored"] and r["train_len_after"] == 45
 
 

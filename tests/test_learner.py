@@ -18,7 +18,7 @@ from learnloop import (
     CancelValidateException,
     Learner,
 )
-from learnloop.learner import EVENTS
+from learnloop import EVENTS
 from learnloop.metrics import accuracy
 
 BATCH_EVENTS = ["before_batch", "after_pred", "after_loss"]
@@ -335,7 +335,7 @@ def test_keras_style_fit_on_numpy_arrays(digits_tensors, make_mlp):
     learn = learnloop.fit(make_mlp(), xt, yt, epochs=5, batch_size=32, validation_data=(xv, yv),
                           callbacks=[Logger()], lr=0.1, metrics=[accuracy], progress=False)  # fmt: skip
     assert [e for e, _ in seen] == [0, 1, 2, 3, 4]
-    assert seen[0][1] == ["loss", "lr", "val_accuracy", "val_loss"]
+    assert seen[0][1] == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert learn.history[-1]["valid_accuracy"] > 0.9
 
 
@@ -359,3 +359,113 @@ def test_simple_cnn_on_digits_with_learnloops_own_pieces_reaches_93_percent():
     learn.fit(10)
     assert max(row["valid_accuracy"] for row in learn.history) >= 0.93
     assert learn.history[-1]["train_loss"] < learn.history[0]["train_loss"] / 3
+
+
+# -- issue 14: one progress state, one hp record, typo-proof events, the error path, validation via the loop --
+class Progress(Callback):
+    """Records the learner's progress state at every training batch."""
+
+    def __init__(self):
+        self.seen = []
+
+    def before_batch(self):
+        if self.training:
+            self.seen.append((self.epoch, self.iter, self.train_iter, self.pct_train))
+
+
+def test_one_progress_state_counts_training_batches_across_epochs():
+    progress = Progress()
+    learn = tiny_learner([progress])  # 2 training batches an epoch
+    learn.fit(3)
+    assert [s[:3] for s in progress.seen] == [(e, i, 2 * e + i) for e in range(3) for i in range(2)]
+    assert [s[3] for s in progress.seen] == [k / 6 for k in range(6)]
+    assert (learn.train_iter, learn.n_train_iter, learn.pct_train) == (6, 6, 1.0)
+
+
+def test_hp_record_is_written_through_set_hp_and_read_back_from_torch_schedulers():
+    from functools import partial
+
+    from torch.optim.lr_scheduler import StepLR
+
+    from learnloop.callbacks import TorchScheduler
+
+    learn = tiny_learner(opt_func=partial(torch.optim.SGD, momentum=0.9, weight_decay=1e-4))
+    assert learn.hps == {"lr": [0.1], "momentum": [0.9], "wd": [1e-4]}
+    learn.set_hp("momentum", 0.8)
+    assert learn.opt.param_groups[0]["momentum"] == 0.8 and learn.hps["momentum"] == [0.8]
+    learn.fit(3, cbs=[TorchScheduler(partial(StepLR, step_size=1, gamma=0.5))])
+    assert learn.recorder.lrs == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])  # per batch, from learn.hps
+    assert learn.hps["lr"] == [learn.opt.param_groups[0]["lr"]] == [pytest.approx(0.0125)]
+    with pytest.raises(KeyError, match="no hyper-parameter 'betas2'"):
+        learn.set_hp("betas2", 0.1)
+
+
+@pytest.mark.parametrize("method, meant", [
+    ("on_epoch_end", "after_epoch"), ("on_train_begin", "before_fit"), ("on_batch_end", "after_batch"),
+    ("befor_fit", "before_fit"), ("after_epok", "after_epoch"),
+])  # fmt: skip
+def test_keras_names_and_near_misses_on_a_callback_warn_naming_the_event(method, meant):
+    cls = type("Mine", (Callback,), {method: lambda self, *args: None})
+    with pytest.warns(UserWarning, match=f"Mine.{method} is not an event.*did you mean '{meant}'") as caught:
+        tiny_learner([cls()])
+    if method.startswith("on_"):
+        assert "keras.callbacks.Callback" in str(caught[0].message)
+
+
+class SeesError(Callback):
+    """Records `learn.error` in every after_cancel_* and after_fit."""
+
+    def __init__(self):
+        self.seen = []
+
+    def after_fit(self):
+        self.seen.append(("after_fit", self.learn.error))
+
+    def after_cancel_fit(self):
+        self.seen.append(("after_cancel_fit", self.learn.error))
+
+    def after_cancel_batch(self):
+        self.seen.append(("after_cancel_batch", self.learn.error))
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_after_fit_is_handed_the_error_that_ends_the_fit(exc):
+    sees = SeesError()
+    learn = tiny_learner([sees, EventLog({"before_batch": exc})])
+    with pytest.raises(exc):
+        learn.fit(1)
+    assert [name for name, _ in sees.seen] == ["after_fit"] and isinstance(sees.seen[0][1], exc)
+    assert learn.error is None and not learn.fitting
+
+
+def test_cancels_are_handed_to_their_after_cancel_event_only():
+    sees = SeesError()
+    tiny_learner([sees, EventLog({"after_loss": CancelBatchException})]).fit(1)
+    cancelled = [e for name, e in sees.seen if name == "after_cancel_batch"]
+    assert len(cancelled) == 3 and all(isinstance(e, CancelBatchException) for e in cancelled)
+    assert sees.seen[-1] == ("after_fit", None)
+    sees.seen.clear()
+    tiny_learner([sees, EventLog({"after_epoch": CancelFitException})]).fit(2)
+    assert [n for n, _ in sees.seen] == ["after_cancel_fit", "after_fit"] and sees.seen[1][1] is None
+    assert isinstance(sees.seen[0][1], CancelFitException)
+
+
+def test_validate_and_get_preds_run_the_loops_validation_phase_with_their_cbs(make_dls, make_mlp):
+    learn = Learner(make_mlp(), make_dls(bs=64), lr=0.1, metrics=[accuracy], progress=False)
+    learn.fit(1)
+    log = EventLog()
+    results = learn.validate(cbs=[log])
+    n = len(learn.dls.valid)
+    assert log.events == ["before_validate", *VALID_BATCH * n, "after_validate"]
+    assert log not in learn.cbs and not learn.fitting
+
+    class Flags(Callback):
+        def before_validate(self):
+            self.flags = (self.learn.fitting, self.learn.predicting)
+
+    flags = Flags()
+    preds, targets = learn.get_preds(cbs=[flags])
+    assert flags.flags == (False, True) and not learn.predicting
+    assert results["accuracy"] == pytest.approx(accuracy(preds, targets).item())
+    assert results["loss"] == pytest.approx(learn.history[-1]["valid_loss"])
+    assert torch.equal(targets, torch.cat([yb for _, yb in learn.dls.valid]))

@@ -14,7 +14,8 @@ import pytest
 from learnloop.cli import main
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
-DATA = MNIST if MNIST.is_file() else Path(os.environ.get("LEARNLOOP_DATA", MNIST))
+# LEARNLOOP_DATA is the folder holding mnist.npz (as everywhere in learnloop)
+DATA = MNIST if MNIST.is_file() else Path(os.environ.get("LEARNLOOP_DATA", MNIST.parent)) / "mnist.npz"
 
 
 @pytest.mark.slow

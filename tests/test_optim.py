@@ -41,13 +41,15 @@ def test_sgd_step_is_the_formula(wd):
     assert_same(list(lin.parameters()), expected)
 
 
-@pytest.mark.parametrize("wd,momentum", [(0.0, 0.0), (0.05, 0.0), (0.0, 0.9), (0.05, 0.9)])
-def test_sgd_equals_torch_sgd(wd, momentum):
+@pytest.mark.parametrize("wd,momentum,nesterov", [
+    (0.0, 0.0, False), (0.05, 0.0, False), (0.0, 0.9, False), (0.05, 0.9, False), (0.0, 0.9, True), (5e-4, 0.9, True),
+])  # fmt: skip
+def test_sgd_equals_torch_sgd(wd, momentum, nesterov):
     ours, theirs = model_pair()
     data = batches(5)
-    got = train(ours, SGD(ours.parameters(), lr=0.1, wd=wd, momentum=momentum), data)
+    got = train(ours, SGD(ours.parameters(), lr=0.1, wd=wd, momentum=momentum, nesterov=nesterov), data)
     want = train(theirs, torch.optim.SGD(theirs.parameters(), lr=0.1, weight_decay=wd,
-                                         momentum=momentum), data)
+                                         momentum=momentum, nesterov=nesterov), data)
     assert_same(got, want)
 
 

@@ -27,11 +27,13 @@ def fit(
     shuffle: bool = True,
     seed: int | None = None,
 ) -> Learner:
-    """Train `model` on arrays `x`, `y` (numpy or tensors) for `epochs`; returns the Learner."""
+    """Train `model` on arrays `x`, `y` (numpy or tensors) for `epochs`; returns the Learner.
+
+    As in Keras, `callbacks` run for this fit only: a later `learn.validate()` or `learn.fit()` runs without them.
+    """
     train = DataLoader(ArrayDataset(x, y), bs=batch_size, shuffle=shuffle, seed=seed)
     valid = DataLoader(ArrayDataset(*validation_data), bs=batch_size) if validation_data is not None else None
     dls = DataLoaders(train, valid)
-    learn = Learner(model, dls, loss_func=loss, lr=lr, cbs=callbacks, opt_func=opt_func, metrics=metrics,
-                    progress=progress)  # fmt: skip
-    learn.fit(epochs)
+    learn = Learner(model, dls, loss_func=loss, lr=lr, opt_func=opt_func, metrics=metrics, progress=progress)
+    learn.fit(epochs, cbs=callbacks)
     return learn

@@ -1,6 +1,8 @@
-"""The training loop: a `Learner`, its events, and the exceptions that cancel a phase.
+"""The training loop: a `Learner` runs data -> model -> loss -> optimizer and calls its callbacks at every step.
 
-Everything else (recording, progress, schedules, checkpoints, loggers) is a callback.
+Events, the `Callback` base and the Cancel* exceptions are in `callbacks/core.py`. Everything a fit does beyond
+the bare loop (recording, progress, schedules, checkpoints, loggers) is a callback; they read the learner's
+progress (`epoch`, `iter`, `train_iter`, `pct_train`) and hyper-parameters (`hps`) and write through it.
 """
 
 from __future__ import annotations
@@ -12,106 +14,78 @@ from typing import Any
 
 import torch
 
+from .callbacks.checkpoint import Resume
+from .callbacks.core import CANCELS, EVENTS, LEVELS, Callback, warn_unknown_events
+from .callbacks.ddp import default_callbacks
+from .callbacks.interrupt import GracefulInterrupt
+from .callbacks.keras import as_callback
+from .callbacks.progress import ProgressCallback
+from .callbacks.recorder import GatherPreds, Recorder
+from .callbacks.training import TerminateOnNaN
+from .data import DataLoaders
+from .diagnose import check_train_loader, explain
+from .distributed import default_device, is_main, unwrap
+from .nn.functional import cross_entropy
+from .optim import SGD, read_hps, set_hp
+from .saving import load_weights, save_weights
 
-class CancelBatchException(Exception):
-    """Skip the rest of this batch; `after_cancel_batch` and `after_batch` still run."""
-
-
-class CancelTrainException(Exception):
-    """Skip the rest of this training phase; `after_cancel_train` and `after_train` still run."""
-
-
-class CancelValidateException(Exception):
-    """Skip the rest of this validation phase; `after_cancel_validate` and `after_validate` still run."""
-
-
-class CancelEpochException(Exception):
-    """Skip the rest of this epoch; `after_cancel_epoch` and `after_epoch` still run."""
-
-
-class CancelFitException(Exception):
-    """Stop training; `after_cancel_fit` and `after_fit` still run."""
-
-
-# Each loop level: (before event, cancel event, after event, the exception that cancels it).
-_LEVELS = {
-    level: (f"before_{level}", f"after_cancel_{level}", f"after_{level}", exc)
-    for level, exc in [
-        ("fit", CancelFitException),
-        ("epoch", CancelEpochException),
-        ("train", CancelTrainException),
-        ("validate", CancelValidateException),
-        ("batch", CancelBatchException),
-    ]
-}
-_CANCELS = tuple(exc for *_, exc in _LEVELS.values())
-
-EVENTS: tuple[str, ...] = (
-    "before_fit", "before_epoch", "before_train", "before_validate", "before_batch",
-    "after_pred", "after_loss", "after_backward", "after_step", "after_batch",
-    "after_train", "after_validate", "after_epoch", "after_fit",
-    "after_cancel_batch", "after_cancel_train", "after_cancel_validate",
-    "after_cancel_epoch", "after_cancel_fit",
-)  # fmt: skip
-
-# The callback modules import the exceptions above from here, so these imports come after them.
-from .callbacks.checkpoint import Resume  # noqa: E402
-from .callbacks.core import Callback, as_callback, warn_unknown_events  # noqa: E402
-from .callbacks.metrics import Recorder, metric_name  # noqa: E402
-from .callbacks.progress import ProgressCallback  # noqa: E402
-from .callbacks.training import TerminateOnNaN  # noqa: E402
-from .data import DataLoaders  # noqa: E402
-from .diagnose import check_train_loader, explain  # noqa: E402
-from .distributed import default_callbacks, default_device, gather_preds, is_main, unwrap  # noqa: E402
-from .nn.functional import cross_entropy  # noqa: E402
-from .optim import SGD  # noqa: E402
-from .saving import atomic_save, load_checkpoint  # noqa: E402
+__all__ = ["Learner"]
 
 
 class Learner:
     """Owns the training loop: data -> model -> loss -> optimizer, with callbacks at every step."""
 
-    def __init__(
-        self,
-        model: Any,
-        dls: Any,
-        loss_func: Callable = cross_entropy,
-        lr: float = 1e-2,
-        cbs: Iterable | None = None,
-        opt_func: Callable = SGD,
-        metrics: Iterable[Callable] | None = None,
-        progress: bool = True,
-        device: str | torch.device | None = None,
-    ):
+    def __init__(self, model: Any, dls: Any, loss_func: Callable = cross_entropy, lr: float = 1e-2,
+                 cbs: Iterable | None = None, opt_func: Callable = SGD, metrics: Iterable[Callable] | None = None,
+                 progress: bool = True, device: str | torch.device | None = None):
         self.dls = dls if hasattr(dls, "train") else DataLoaders(dls, None)  # one loader: no validation
         self.device = torch.device(device or default_device())
         self.model = model.to(self.device) or model  # learnloop's Module.to may return None
         self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
         self.opt = opt_func(self.model.parameters(), lr=lr)
+        self.hps: dict[str, list[float]] = read_hps(self.opt)  # lr, momentum, wd: one value per param group
         self.history: list[dict] = []
         self.cbs: list[Callback] = []
+        # Progress, the one record of it: schedules, checkpoints and loggers all read these.
         self.n_epoch, self.epoch, self.iter, self.n_iter, self.training = 1, 0, 0, 0, False
+        self.train_iter, self.n_train_iter = 0, 1  # training batches run in this fit, and in all of it
         self.start_epoch = self.start_iter = 0  # where the next fit starts (set by a resume)
+        self.fitting = self.predicting = False
+        self.error: BaseException | None = None  # what is ending a phase, during after_cancel_* / after_fit
         self.dl = self.xb = self.yb = self.preds = self.loss = self.loss_grad = None
-        defaults = [Recorder(), TerminateOnNaN()] + ([ProgressCallback()] if progress else []) + default_callbacks()
+        defaults = [Recorder(), TerminateOnNaN(), GracefulInterrupt()] + ([ProgressCallback()] if progress else [])
+        defaults += default_callbacks()
         self.add_cbs(defaults + list(cbs or []))
 
     @property
+    def pct_train(self) -> float:
+        """The share of this fit's training batches already run, in [0, 1]: what schedules follow."""
+        return self.train_iter / self.n_train_iter
+
+    @property
     def lr(self) -> float:
-        """The optimizer's learning rate (of its first param group)."""
-        return self.opt.param_groups[0]["lr"]
+        """The learning rate (of the first param group)."""
+        return self.hps["lr"][0]
 
     @lr.setter
     def lr(self, value: float) -> None:
-        for group in self.opt.param_groups:
-            group["lr"] = value
+        self.set_hp("lr", value)
+
+    def set_hp(self, name: str, value: float | list[float]) -> None:
+        """Set hyper-parameter `name` (`lr`, `momentum`, `wd`, ...) on every param group, or one value per group."""
+        self.hps[name] = set_hp(self.opt, name, value)
+
+    def read_hps(self) -> None:
+        """Re-read `hps` from the optimizer, after code that wrote its param groups directly (a torch scheduler)."""
+        self.hps.update(read_hps(self.opt))
 
     # -- callbacks ---------------------------------------------------------------------------
-    def add_cbs(self, cbs: Iterable) -> list[Callback]:
-        """Add callbacks (learnloop's or Keras-style objects); return them as learnloop callbacks."""
+    def add_cbs(self, cbs: Iterable, check: bool = True) -> list[Callback]:
+        """Add callbacks (learnloop's or Keras-style objects; `check`: warn of misspelled events); return them."""
         added = [as_callback(cb) for cb in cbs]
         for cb in added:
-            warn_unknown_events(cb, EVENTS)
+            if check:
+                warn_unknown_events(cb)
             cb.learn = self
             setattr(self, cb.name, cb)
             self.cbs.append(cb)
@@ -147,7 +121,7 @@ class Learner:
         try:
             for method in self._dispatch[event]:
                 method()
-        except _CANCELS:
+        except CANCELS:
             raise
         except Exception as e:
             if method is not None and hasattr(e, "add_note"):
@@ -155,15 +129,20 @@ class Learner:
             raise
 
     # -- the loop ----------------------------------------------------------------------------
-    def _with_events(self, level: str, body: Callable[[], None]) -> None:
-        before, after_cancel, after, cancel = _LEVELS[level]
+    def _with_events(self, level: str, body: Callable[[], None], cleanup: bool = False) -> None:
+        """`before_<level>`, `body`, `after_<level>`; the level's Cancel exception skips to `after_cancel_<level>`.
+        With `cleanup` (the fit), `after_<level>` also runs when `body` raises; `self.error` holds the exception."""
+        before, after_cancel, after, cancel = LEVELS[level]
         try:
             self(before)
             body()
-        except cancel:
+        except cancel as e:
+            self.error = e
             self(after_cancel)
-        except BaseException:
-            if level == "fit":  # cleanup (loggers, workers, last checkpoint) even on errors and Ctrl-C
+            self.error = None
+        except BaseException as e:
+            if cleanup:  # loggers, workers, the last checkpoint: even on errors and Ctrl-C
+                self.error = e
                 self(after)
             raise
         self(after)
@@ -193,11 +172,13 @@ class Learner:
         for self.iter, batch in enumerate(self.dl, self.start_iter):
             self.xb, self.yb = self._to_device(batch)
             self._with_events("batch", self.one_batch)
+            self.train_iter += self.training
         self.start_iter = 0
 
-    def one_epoch(self, training: bool) -> None:
-        """One pass over the train (or valid) loader."""
-        self.training, self.dl = training, self.dls.train if training else self.dls.valid
+    def one_epoch(self, training: bool, dl: Iterable | None = None) -> None:
+        """One pass over the train loader, or the valid one (or `dl`)."""
+        self.training = training
+        self.dl = dl if dl is not None else self.dls.train if training else self.dls.valid
         self.model.train(training)
         with torch.set_grad_enabled(training):
             self._with_events("train" if training else "validate", self._all_batches)
@@ -209,6 +190,8 @@ class Learner:
 
     def _do_fit(self) -> None:
         check_train_loader(self.dls.train)  # after before_fit: a callback's own setup error comes first
+        n = len(self.dls.train)  # after before_fit: under DDP the loader is sharded by then
+        self.n_train_iter, self.train_iter = max(self.n_epoch * n, 1), self.start_epoch * n + self.start_iter
         for self.epoch in range(self.start_epoch, self.n_epoch):
             self._with_events("epoch", self._do_epoch)
 
@@ -217,13 +200,18 @@ class Learner:
         """Train for `n_epoch` epochs; `cbs` are added for this fit only; `resume`: continue from a `Checkpoint` file."""
         if not isinstance(n_epoch, int) or n_epoch < 1:
             raise ValueError(f"n_epoch must be a positive int, got {n_epoch!r}: pass e.g. fit(5).")
+        self.read_hps()  # the optimizer's param groups may have been set by hand since the last fit
         if lr is not None:
             self.lr = lr
         self.n_epoch, self.start_epoch, self.start_iter = n_epoch, 0, 0
         if resume is not None:  # restores the saved state after every other before_fit
             cbs = [*(cbs or []), Resume(resume)]
         with self.added_cbs(cbs):
-            self._with_events("fit", self._do_fit)
+            self.fitting = True
+            try:
+                self._with_events("fit", self._do_fit, cleanup=True)
+            finally:
+                self.fitting, self.error = False, None
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | None = None, pct_start: float = 0.25,
                       div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None,
@@ -235,8 +223,8 @@ class Learner:
         self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])], resume=resume)
 
     def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90) -> Any:
-        """LR range test (`callbacks.schedule.lr_find`); leaves the learner as it was; an `LRFindResult`."""
-        from .callbacks.schedule import lr_find
+        """LR range test (`callbacks.lr_find.lr_find`); leaves the learner as it was; an `LRFindResult`."""
+        from .callbacks.lr_find import lr_find
 
         return lr_find(self, start_lr, mult, max_lr, max_iter)
 
@@ -246,56 +234,54 @@ class Learner:
         return [t.to(self.device, non_blocking=True) if hasattr(t, "to") else t for t in batch]
 
     # -- evaluation --------------------------------------------------------------------------
-    @contextmanager
-    def _evaluating(self):
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            self.model.train(was_training)
-
-    def get_preds(self, dl: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's outputs and the targets over a loader (the valid loader by default)."""
+    def _evaluate(self, dl: Iterable | None, cbs: Iterable | None) -> None:
+        """The loop's validation phase over `dl` (the valid loader by default), with `cbs` added for it."""
         dl = self.dls.valid if dl is None else dl
         if dl is None:
             raise ValueError("There is no valid loader: pass one, e.g. learn.validate(test_dl).")
-        preds, targets = [], []
-        with self._evaluating():
-            for batch in dl:
-                xb, yb = self._to_device(batch)
-                preds.append(self.model(xb))
-                targets.append(yb)
-        return gather_preds(dl, torch.cat(preds), torch.cat(targets))  # DDP: all ranks' shards, in order
+        saved = {k: getattr(self, k) for k in ("training", "dl", "iter", "n_iter", "xb", "yb", "preds", "loss")}
+        try:
+            with self._model_mode_kept(), self.added_cbs(cbs):
+                self.one_epoch(False, dl)
+        finally:  # called inside a fit (from a callback), the fit's own state carries on
+            vars(self).update(saved)
 
-    def validate(self, dl: Iterable | None = None) -> dict[str, float]:
+    def validate(self, dl: Iterable | None = None, cbs: Iterable | None = None) -> dict[str, float]:
         """Loss and metrics over a loader (the valid loader by default), weighted by batch size."""
-        preds, targets = self.get_preds(dl)
-        results = {"loss": float(self.loss_func(preds, targets))}
-        for metric in self.metrics:
-            results[metric_name(metric)] = float(metric(preds, targets))
-        return results
+        self._evaluate(dl, cbs)
+        return dict(self.recorder.valid_results)
+
+    def get_preds(self, dl: Iterable | None = None, cbs: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs and the targets over a loader (the valid loader by default)."""
+        gather = GatherPreds()
+        self.predicting = True
+        try:
+            self._evaluate(dl, [gather, *(cbs or [])])
+        finally:
+            self.predicting = False
+        return gather.outputs, gather.targets
 
     def predict(self, x: Any) -> torch.Tensor:
         """The model's output for one sample (no batch dimension in or out)."""
-        with self._evaluating():
+        with self._model_mode_kept(), torch.no_grad():
+            self.model.eval()
             return self.model(torch.as_tensor(x).unsqueeze(0).to(self.device))[0]
+
+    @contextmanager
+    def _model_mode_kept(self):
+        was_training = self.model.training
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, with_opt: bool = True) -> Path:
         """Save the model's (and optimizer's) state to `path`, atomically; under torchrun rank 0 alone writes."""
-        if not is_main():
-            return Path(path)
-        state = {"model": unwrap(self.model).state_dict()}
-        if with_opt:
-            state["opt"] = self.opt.state_dict()
-        return atomic_save(state, path)
+        return save_weights(unwrap(self.model), self.opt if with_opt else None, path)
 
-    def load(self, path: str | Path, with_opt: bool = True) -> "Learner":
+    def load(self, path: str | Path, with_opt: bool = True) -> Learner:
         """Load what `save` wrote: the model (and optimizer) state."""
-        state = load_checkpoint(path)
-        unwrap(self.model).load_state_dict(state["model"])
-        if with_opt and "opt" in state:
-            self.opt.load_state_dict(state["opt"])
+        load_weights(unwrap(self.model), self.opt if with_opt else None, path)
+        self.read_hps()
         return self

@@ -8,12 +8,12 @@ Per-parameter state (momentum buffers, moments) lives in `self.state[p]`, so `st
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["Optimizer", "SGD", "AdamW"]
+__all__ = ["Optimizer", "SGD", "AdamW", "read_hps", "set_hp", "check_hp"]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
@@ -50,12 +50,15 @@ class Optimizer(torch.optim.Optimizer):
 
 
 class SGD(Optimizer):
-    """`p -= lr * (grad + wd * p)`; with momentum, the step uses `buf = momentum * buf + grad`."""
+    """`p -= lr * (grad + wd * p)`; with momentum, the step uses `buf = momentum * buf + grad` (Nesterov:
+    `grad + momentum * buf`)."""
 
-    def __init__(self, params: Params, lr: float, wd: float = 0.0, momentum: float = 0.0):
+    def __init__(self, params: Params, lr: float, wd: float = 0.0, momentum: float = 0.0, nesterov: bool = False):
         for name, value in (("lr", lr), ("wd", wd), ("momentum", momentum)):
             _check(name, value)
-        super().__init__(params, dict(lr=lr, wd=wd, momentum=momentum))
+        if nesterov and not momentum:
+            raise ValueError("nesterov=True needs a momentum > 0, e.g. SGD(params, lr, momentum=0.9, nesterov=True).")
+        super().__init__(params, dict(lr=lr, wd=wd, momentum=momentum, nesterov=nesterov))
 
     def update_group(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
         """One SGD step for all of `params` at once (torch's `_foreach` ops: a few kernels, not a few per tensor)."""
@@ -63,7 +66,8 @@ class SGD(Optimizer):
         if group["wd"] != 0:
             grads = torch._foreach_add(grads, params, alpha=group["wd"])
         if group["momentum"] != 0:
-            grads = self._momentum(params, grads, group["momentum"])
+            bufs = self._momentum(params, grads, group["momentum"])
+            grads = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group.get("nesterov") else bufs
         torch._foreach_add_(params, grads, alpha=-group["lr"])
 
     def _momentum(self, params: list[torch.Tensor], grads: list[torch.Tensor], momentum: float) -> list[torch.Tensor]:
@@ -105,3 +109,53 @@ class AdamW(Optimizer):
         exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
         denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
         p.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
+
+
+# -- hyper-parameters by name, for any torch optimizer ---------------------------------------------
+_ALIASES = {"wd": "weight_decay", "weight_decay": "wd"}  # learnloop's optimizers say wd, torch's weight_decay
+HP_NAMES = ("lr", "momentum", "wd")  # what `read_hps` reports, when the optimizer has it
+
+
+def _hp_key(group: dict, name: str) -> str | None:
+    """The param-group key that holds `name` (`momentum` is `betas` for Adam-style optimizers), or None."""
+    if name == "momentum" and "betas" in group:
+        return "betas"
+    if name not in group and _ALIASES.get(name) in group:
+        return _ALIASES[name]
+    return name if name in group else None
+
+
+def _group_value(group: dict, key: str) -> float:
+    return group[key][0] if key == "betas" else group[key]
+
+
+def read_hps(opt: torch.optim.Optimizer) -> dict[str, list[float]]:
+    """The optimizer's `lr`, `momentum` and `wd` (those it has), one value per param group."""
+    hps = {}
+    for name in HP_NAMES:
+        keys = [_hp_key(group, name) for group in opt.param_groups]
+        if all(keys):
+            hps[name] = [float(_group_value(g, k)) for g, k in zip(opt.param_groups, keys)]
+    return hps
+
+
+def set_hp(opt: torch.optim.Optimizer, name: str, value: float | Sequence[float]) -> list[float]:
+    """Set hyper-parameter `name` on every param group (or one value per group); return the values per group."""
+    groups = opt.param_groups
+    values = list(value) if isinstance(value, Sequence) else [value] * len(groups)
+    if len(values) != len(groups):
+        raise ValueError(f"set_hp({name!r}) got {len(values)} values for {len(groups)} param groups: pass one "
+                         f"value, or one per group.")
+    for group, v in zip(groups, values):
+        key = check_hp(group, name)
+        group[key] = (v, *group[key][1:]) if key == "betas" else v
+    return values
+
+
+def check_hp(group: dict, name: str) -> str:
+    """The key of a param group that holds hyper-parameter `name`; a KeyError listing the valid ones if none."""
+    key = _hp_key(group, name)
+    if key is None:
+        hps = sorted(k for k in group if k != "params")
+        raise KeyError(f"The optimizer has no hyper-parameter {name!r}; its param groups have {hps}.")
+    return key

@@ -1,8 +1,8 @@
 """Pictures of training: matplotlib figures, returned and saved as PNG when given a path.
 
 Figures are built with `matplotlib.figure.Figure`, not pyplot, so no display or GUI backend is needed,
-a script's own pyplot backend is left alone, and figures are freed when dropped. In a notebook, the
-returned figure shows itself.
+the user's pyplot backend is neither chosen nor changed, and figures are freed when dropped. In a
+Jupyter notebook each plot call shows its figure inline, once (`show=False` builds it without showing).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .notebook import in_notebook, show_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,11 +31,13 @@ def _figure(n_panels: int = 1, panel_size: tuple[float, float] = (6.0, 4.0)) -> 
     return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
 
 
-def _finish(fig: Figure, path: PathLike) -> Figure:
+def _finish(fig: Figure, path: PathLike, show: bool) -> Figure:
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png")
+    if show and in_notebook():
+        show_figure(fig)
     return fig
 
 
@@ -52,7 +56,7 @@ def _require_history(learn: Any, what: str) -> list[dict]:
     return learn.history
 
 
-def plot_loss(learn: Any, path: PathLike = None, skip_start: int = 0, beta: float = 0.9) -> Figure:
+def plot_loss(learn: Any, path: PathLike = None, skip_start: int = 0, beta: float = 0.9, show: bool = True) -> Figure:
     """Train loss per batch (faint raw, solid smoothed) and valid loss per epoch, for the last fit."""
     losses, iters = learn.recorder.losses, learn.recorder.iters
     if not losses:
@@ -68,10 +72,10 @@ def plot_loss(learn: Any, path: PathLike = None, skip_start: int = 0, beta: floa
     ax.set(xlabel="training batch", ylabel="loss", title="Loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _finish(fig, path)
+    return _finish(fig, path, show)
 
 
-def plot_metrics(learn: Any, path: PathLike = None) -> Figure:
+def plot_metrics(learn: Any, path: PathLike = None, show: bool = True) -> Figure:
     """One panel for train/valid loss and one per metric, against epoch, from `learn.history`."""
     history = _require_history(learn, "plot_metrics")
     metrics = [k for k in history[-1] if k.startswith("valid_") and k != "valid_loss"]
@@ -96,15 +100,15 @@ def plot_metrics(learn: Any, path: PathLike = None) -> Figure:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    return _finish(fig, path)
+    return _finish(fig, path, show)
 
 
-def plot_activation_stats(stats: Any, path: PathLike = None) -> Figure:
+def plot_activation_stats(stats: Any, path: PathLike = None, show: bool = True) -> Figure:
     """Per layer over training batches: output mean, std, share near zero (an `ActivationStats` or learner)."""
     stats = getattr(stats, "activation_stats", stats)  # a learner holds it at .activation_stats
     if stats.layer_stats is None or not any(stats.layer_stats.records):
         raise ValueError("Nothing to plot: ActivationStats recorded no batches. Fit with it first.")
-    return plot_layer_stats(stats.layer_stats, path, names=stats.names, every=stats.every)
+    return plot_layer_stats(stats.layer_stats, path, names=stats.names, every=stats.every, show=show)
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
@@ -121,6 +125,7 @@ def plot_confusion(
     dl: Iterable | None = None,
     labels: Sequence[str] | None = None,
     normalize: bool = False,
+    show: bool = True,
 ) -> Figure:
     """Confusion matrix of the model on `dl` (the valid loader by default): rows actual, columns predicted."""
     preds, targets = learn.get_preds(dl)
@@ -143,7 +148,7 @@ def plot_confusion(
             v = cm[i, j].item()
             ax.text(j, i, f"{v:.2f}" if normalize else f"{v:.0f}", ha="center", va="center",
                     color="white" if v > high else "black", fontsize=8)  # fmt: skip
-    return _finish(fig, path)
+    return _finish(fig, path, show)
 
 
 def _per_sample_losses(loss_func: Any, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -181,7 +186,9 @@ def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None) -> list[dict]
     ]
 
 
-def plot_layer_stats(stats: Any, path: PathLike = None, names: Sequence[str] | None = None, every: int = 1) -> Figure:
+def plot_layer_stats(
+    stats: Any, path: PathLike = None, names: Sequence[str] | None = None, every: int = 1, show: bool = True
+) -> Figure:
     """Mean, std and near-zero share of each layer's output over batches (a `learnloop.nn.LayerStats`)."""
     fig, axes = _figure(3, panel_size=(4.5, 3.5))
     names = names or [f"layer {i}" for i in range(len(stats.records))]
@@ -192,11 +199,15 @@ def plot_layer_stats(stats: Any, path: PathLike = None, names: Sequence[str] | N
         ax.set(title=title, xlabel="batch" if every == 1 else f"recorded batch (every {every})")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
-    return _finish(fig, path)
+    return _finish(fig, path, show)
 
 
 def plot_lr_find(
-    lrs: Sequence[float], losses: Sequence[float], suggestions: dict[str, float], path: PathLike = None
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    suggestions: dict[str, float],
+    path: PathLike = None,
+    show: bool = True,
 ) -> Figure:
     """An LR finder's loss vs lr on a log x axis, each suggested lr marked on the curve."""
     import numpy as np
@@ -215,17 +226,17 @@ def plot_lr_find(
         ax.set_ylim(low - pad, high + 2 * pad)
     if suggestions:
         ax.legend()
-    return _finish(fig, path)
+    return _finish(fig, path, show)
 
 
-def plot_sched(values: dict[str, Sequence[float]], path: PathLike = None) -> Figure:
+def plot_sched(values: dict[str, Sequence[float]], path: PathLike = None, show: bool = True) -> Figure:
     """Each hyper-parameter's value per training batch, one panel each (e.g. `recorder.hps`)."""
     fig, axes = _figure(max(len(values), 1), panel_size=(4.5, 3.5))
     for ax, (name, per_batch) in zip(axes, values.items()):
         ax.plot(per_batch)
         ax.set(title=name, xlabel="training batch")
         ax.grid(alpha=0.3)
-    return _finish(fig, path)
+    return _finish(fig, path, show)
 
 
 def _as_pixels(xb: torch.Tensor) -> torch.Tensor:
@@ -238,7 +249,7 @@ def _as_pixels(xb: torch.Tensor) -> torch.Tensor:
 
 
 def show_batch(batch: Any, path: PathLike = None, n: int = 16, ncols: int | None = None,
-               vocab: Sequence | None = None) -> Figure:
+               vocab: Sequence | None = None, show: bool = True) -> Figure:
     """A grid of images with their labels: of a `(xb, yb)` batch, or of a learnloop DataLoader's `one_batch()`.
 
     From a loader the images are shown as the model sees them (augmented, cropped, resized), undoing the batch
@@ -263,4 +274,4 @@ def show_batch(batch: Any, path: PathLike = None, n: int = 16, ncols: int | None
         img = x.permute(1, 2, 0).numpy()
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
         ax.set_title(str(vocab[y]) if vocab is not None else str(y), fontsize=10)
-    return _finish(fig, path)
+    return _finish(fig, path, show)

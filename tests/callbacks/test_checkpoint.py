@@ -24,10 +24,12 @@ from torch.utils.data import TensorDataset
 import learnloop
 from learnloop import Callback, Learner, load_checkpoint
 from learnloop.callbacks import Checkpoint, CSVLogger
-from learnloop.callbacks.checkpoint import rng_state, set_rng_state
+from learnloop.rng import rng_state, set_rng_state
 from learnloop.data import ArrayDataset, DataLoader, DataLoaders
+from learnloop.errors import CheckpointError
 from learnloop.metrics import accuracy
 from learnloop.optim import SGD
+from learnloop.saving import atomic_save
 
 SCRIPT = Path(__file__).parents[1] / "resume_script.py"
 
@@ -137,7 +139,7 @@ def test_checkpoint_is_a_plain_dict_loadable_with_weights_only(tmp_path, digits_
     state = torch.load(tmp_path / "c.ckpt", weights_only=True)
     assert set(state) >= {"model", "opt", "cbs", "epoch", "iter", "history", "rng", "loader", "version"}
     assert (state["epoch"], state["iter"]) == (1, 0)
-    assert {"recorder", "one_cycle"} <= set(state["cbs"]) and "terminate_on_na_n" not in state["cbs"]
+    assert "recorder" in state["cbs"] and not {"one_cycle", "terminate_on_na_n"} & set(state["cbs"])  # stateless
     assert set(state["rng"]) == {"torch", "cuda", "numpy", "python", "loader"}
     assert _same_weights(state["model"], learn.model.state_dict())
 
@@ -282,3 +284,42 @@ def test_resume_errors_name_the_problem(tmp_path, digits_tensors):
         learn.fit(1, resume=tmp_path / "model.pt")
     with pytest.raises(ValueError, match="every_n_batches must be a positive int"):
         Checkpoint(tmp_path / "c.ckpt", every_n_batches=0)
+
+
+# -- what a checkpoint was made with -------------------------------------------------------------
+def test_checkpoint_meta_is_saved_and_a_resume_with_other_meta_is_refused(tmp_path, digits_tensors):
+    path = tmp_path / "last.ckpt"
+    _learner(digits_tensors).fit(1, cbs=[Checkpoint(path, meta={"data": "digits", "width": 16})])
+    meta = load_checkpoint(path)["meta"]
+    assert meta == {"learnloop": meta["learnloop"], "torch": str(torch.__version__), "data": "digits", "width": 16}
+    with pytest.raises(CheckpointError, match=r"written by a run with width=16, but this run has width=32: it can't"):
+        _learner(digits_tensors).fit(2, cbs=[Checkpoint(path, meta={"data": "digits", "width": 32})], resume=path)
+    state = load_checkpoint(path)
+    state["meta"]["learnloop"] = "0.0.1"
+    atomic_save(state, path)
+    resumed = _learner(digits_tensors)
+    with pytest.warns(UserWarning) as seen:
+        resumed.fit(2, cbs=[Checkpoint(path, meta={"data": "digits", "width": 16})], resume=path)
+    said = [str(w.message) for w in seen]
+    assert any("written with learnloop='0.0.1', this run uses learnloop=" in m for m in said)
+    assert any("comes from a fit of 1 epochs, this one has 2" in m for m in said) and len(resumed.history) == 2
+
+
+def test_checkpoint_meta_takes_plain_values_only(tmp_path):
+    with pytest.raises(ValueError, match=r"str, int, float, bool or None.*'path': PosixPath"):
+        Checkpoint(tmp_path / "c.ckpt", meta={"path": tmp_path})
+
+
+def test_weights_of_another_model_are_named_not_dumped(tmp_path, digits_tensors, make_mlp):
+    path = tmp_path / "last.ckpt"
+    _learner(digits_tensors).fit(1, cbs=[Checkpoint(path)])
+    dls = _learner(digits_tensors).dls
+    other = Learner(make_mlp(0), dls, progress=False)  # layers 1 and 3, where the checkpoint has 1 and 4
+    with pytest.raises(CheckpointError, match=r"holds the weights of another model: 2 of this model's tensors are "
+                                              r"missing \(e.g. \['3.bias', '3.weight'\]\), 2 are unknown to it"):
+        other.fit(1, resume=path)
+    wider = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                torch.nn.Linear(32, 10))  # the same names, other shapes
+    with pytest.raises(CheckpointError, match=r"another model: 1.weight has shape \(16, 64\) there and \(32, 64\) "
+                                              r"here \(3 tensors differ\)"):
+        Learner(wider, dls, progress=False).fit(1, resume=path)

@@ -5,6 +5,7 @@ from PIL import Image
 
 from learnloop.data import ArrayDataset, DataLoader, ImageFolder, LabelVocab, image_folder_split
 from learnloop.data.datasets import image_folder
+from learnloop.errors import DataError
 
 COLORS = {"cat": (255, 0, 0), "dog": (0, 0, 255), "emu": (0, 255, 0)}
 
@@ -83,3 +84,30 @@ def test_image_folder_layout_errors(tmp_path):
         ImageFolder(tmp_path, "train")
     with pytest.raises(ValueError, match="'train' or 'valid'"):
         ImageFolder(tmp_path, "test")
+
+
+def test_image_folders_that_cannot_train_a_classifier(tmp_path):
+    root = write_tree(tmp_path)
+    (root / "val" / "cow").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "val" / "cow" / "0.png")
+    lacks = r"has classes that train/ lacks: \['cow'\]; train/ has \['cat', 'dog', 'emu'\]"
+    with pytest.raises(DataError, match=lacks):
+        image_folder_split(root)
+    for label in ("dog", "emu"):
+        for f in (root / "train" / label).iterdir():
+            f.unlink()
+        (root / "train" / label).rmdir()
+    with pytest.raises(DataError, match=r"has 1 class folder \['cat'\]: a classifier needs at least two"):
+        ImageFolder(root, "train")
+
+
+def test_a_corrupt_image_is_named_in_this_process_and_from_workers(tmp_path):
+    train, _ = image_folder_split(write_tree(tmp_path), size=5)
+    bad = tmp_path / "train" / "dog" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # a truncated download
+    messages = []
+    for n_workers in (0, 2):
+        with pytest.raises(DataError, match=rf"cannot read image {bad} \(") as info:
+            list(DataLoader(train, 4, n_workers=n_workers))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]

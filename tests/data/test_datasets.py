@@ -6,6 +6,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from learnloop.data.datasets import digits, mnist
+from learnloop.errors import DataError, MissingFileError, UserError
 
 
 def test_digits_split_sizes_and_dtypes():
@@ -71,3 +72,21 @@ def test_mnist_bad_sha256_and_keys(tiny_npz, tmp_path):
     np.savez(tmp_path / "other.npz", x_train=np.zeros(2))
     with pytest.raises(ValueError, match="lacks"):
         mnist(tmp_path / "other.npz")
+
+
+def test_learnloop_data_is_a_folder_and_a_file_there_is_a_clear_error(tiny_npz, monkeypatch):
+    path, _ = tiny_npz
+    monkeypatch.setenv("LEARNLOOP_DATA", str(path))
+    with pytest.raises(MissingFileError, match=rf"'{path.parent}' \(passed as path=\) is a folder: pass the mnist.npz"):
+        mnist(path.parent)
+    with pytest.raises(UserError, match=rf"LEARNLOOP_DATA={path} names a file, but it is the folder holding the "
+                                        rf"data files: set LEARNLOOP_DATA={path.parent}"):
+        mnist()
+
+
+def test_a_truncated_npz_says_so(tiny_npz, tmp_path):
+    path, _ = tiny_npz
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"cut.npz can't be read as an .npz \(BadZipFile"):
+        mnist(cut)

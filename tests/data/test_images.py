@@ -14,6 +14,7 @@ from PIL import Image
 from learnloop.data import Augment, DataLoader, ImageFolder, Normalize, ToFloat, image_folder_split
 from learnloop.data import images
 from learnloop.data.datasets import image_folder_dls, image_stats
+from learnloop.errors import DataError
 
 QUADRANTS = ((230, 30, 30), (30, 230, 30), (30, 30, 230), (230, 230, 30))  # top-left, top-right, bottom-l, bottom-r
 DECODERS = ["pillow", pytest.param("simplejpeg", marks=pytest.mark.skipif(
@@ -71,7 +72,8 @@ def test_crop_boxes_stay_inside_the_image(w, h, low, aspect, seed):
 def test_centre_crop_keeps_the_middle_of_a_wide_image(tmp_path):
     a = np.full((90, 160, 3), 200, np.uint8)
     a[:, :25], a[:, -25:] = 0, 0  # black bands well outside the central 90x90 square
-    (tmp_path / "train" / "x").mkdir(parents=True)
+    for label in ("x", "y"):  # a classifier's folder needs two classes
+        (tmp_path / "train" / label).mkdir(parents=True)
     (tmp_path / "val").mkdir()
     Image.fromarray(a).save(tmp_path / "train" / "x" / "wide.png")
     x, y = ImageFolder(tmp_path, size=16)[0]
@@ -94,7 +96,7 @@ def test_folder_errors(photo_folder):
         Augment(brightness=1.0)
     (root / "train" / "a" / "broken.jpg").write_bytes(b"not a jpeg")
     ds = ImageFolder(root)
-    with pytest.raises(ValueError, match=r"could not read image .*broken\.jpg"):
+    with pytest.raises(DataError, match=r"cannot read image .*broken\.jpg"):
         ds[ds.files.index(str(root / "train" / "a" / "broken.jpg"))]
 
 

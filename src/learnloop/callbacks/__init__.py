@@ -2,39 +2,32 @@
 
 from .activations import ActivationStats
 from .checkpoint import Checkpoint
-from .core import Callback, as_callback
-from .keras import KerasCallback
+from .core import (
+    EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException,
+    CancelValidateException,
+)  # fmt: skip
+from .ddp import DistributedCallback
+from .interrupt import FitInterrupted, GracefulInterrupt
+from .keras import KerasCallback, as_callback
 from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
-from .metrics import Recorder
+from .lr_find import LRFinder, LRFindResult
+from .mlflow import MLflowCallback
+from .monitor import EarlyStopping, SaveBest
 from .progress import ProgressCallback
+from .recorder import GatherPreds, Recorder
 from .schedule import (
-    LRFinder,
-    LRFindResult,
-    OneCycle,
-    ParamScheduler,
-    TorchScheduler,
-    combine_scheds,
-    sched_cos,
-    sched_exp,
-    sched_lin,
-    sched_no,
-)
+    OneCycle, ParamScheduler, TorchScheduler, combine_scheds, sched_cos, sched_exp, sched_lin, sched_no,
+)  # fmt: skip
 from .training import (
-    ChannelsLast,
-    CompileModel,
-    EarlyStopping,
-    GradientAccumulation,
-    GradientClip,
-    MixedPrecision,
-    SaveBest,
-    TerminateOnNaN,
-)
+    ChannelsLast, CompileModel, GradientAccumulation, GradientClip, MixedPrecision, TerminateOnNaN,
+)  # fmt: skip
 
 __all__ = [
-    "Callback", "as_callback", "KerasCallback", "Recorder", "ProgressCallback", "TerminateOnNaN",
-    "ActivationStats", "TensorBoardCallback", "CSVLogger", "monitoring_callbacks",
-    "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
-    "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds",
-    "Checkpoint", "EarlyStopping", "SaveBest", "GradientClip",
-    "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",
+    "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
+    "CancelEpochException", "CancelFitException", "as_callback", "KerasCallback", "Recorder", "GatherPreds",
+    "ProgressCallback", "TerminateOnNaN", "ActivationStats", "TensorBoardCallback", "CSVLogger", "MLflowCallback",
+    "monitoring_callbacks", "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
+    "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted", "EarlyStopping",
+    "SaveBest", "GradientClip", "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",
+    "DistributedCallback",
 ]  # fmt: skip

@@ -25,6 +25,7 @@ class ActivationStats(Callback):
     """
 
     order = 0
+    during_lr_find = False
 
     def __init__(self, modules: Iterable[Any] | None = None, every: int = 1, near_zero: float = 0.05):
         if not isinstance(every, int) or every < 1:

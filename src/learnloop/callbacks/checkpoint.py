@@ -3,14 +3,15 @@
 A checkpoint is one plain dict of state_dicts and counters, loadable with `weights_only=True`:
 `model`, `opt`, `cbs` (each stateful callback's `state_dict`, by name), `epoch` and `iter` (the next
 batch to run), `n_epoch`, `history`, `rng` (torch, CUDA, numpy, python and the train loader's
-generators), `loader` (the train loader's `state_dict`, when it has one) and `version`.
+generators), `loader` (the train loader's `state_dict`, when it has one), `version`, and `meta`: what the
+run was made with (learnloop and torch versions, plus the `meta` given to `Checkpoint`, e.g. dataset and
+model), which a resume checks.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
-import random
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,72 +20,13 @@ import numpy as np
 import torch
 
 from ..distributed import unwrap
+from ..errors import CheckpointError
 from ..saving import atomic_save, load_checkpoint
+from ..rng import rng_state, set_rng_state
 from .core import Callback
 
 VERSION = 1
-
-
-# -- random generators, as tensors and plain containers ----------------------------------------
-def _loader_rngs(learn: Any) -> list[Any]:
-    """The random generators a train loader (or its sampler) holds: torch, numpy or python ones."""
-    dl = learn.dls.train
-    found = {}
-    for owner in (dl, getattr(dl, "sampler", None)):
-        for value in getattr(owner, "__dict__", {}).values():
-            if isinstance(value, (torch.Generator, np.random.Generator, random.Random)):
-                found[id(value)] = value
-    return list(found.values())
-
-
-def _get_rng(rng: Any) -> Any:
-    if isinstance(rng, torch.Generator):
-        return rng.get_state()
-    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
-
-
-def _set_rng(rng: Any, state: Any) -> None:
-    if isinstance(rng, torch.Generator):
-        rng.set_state(state)
-    elif isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state
-    else:
-        rng.setstate(state)
-
-
-def _plain(state: Any) -> Any:
-    """Tuples (python's `random` state) as lists: checkpoints hold plain containers only."""
-    return [_plain(s) for s in state] if isinstance(state, (tuple, list)) else state
-
-
-def _tupled(state: Any) -> Any:
-    return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
-
-
-def rng_state(learn: Any) -> dict:
-    """Every random generator a fit draws from, in a form `torch.load(weights_only=True)` reads back."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    loader = [_get_rng(rng) for rng in _loader_rngs(learn)]
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "gauss": gauss},
-        "python": _plain(random.getstate()),
-        "loader": [_plain(s) if isinstance(s, tuple) else s for s in loader],
-    }
-
-
-def set_rng_state(learn: Any, state: dict) -> None:
-    """Restore what `rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(_tupled(state["python"]))
-    for rng, saved in zip(_loader_rngs(learn), state["loader"]):
-        _set_rng(rng, _tupled(saved) if isinstance(rng, random.Random) else saved)
+VERSION_KEYS = ("learnloop", "torch")  # meta that may differ on resume (with a warning); any other key must match
 
 
 # -- the training state ------------------------------------------------------------------------
@@ -135,23 +77,27 @@ class Checkpoint(Callback):
     """Saves the full training state to `path` (atomically) every `every_n_batches` training batches,
     counted across the fit, and every `every_n_epochs` epochs; also at the end of the fit, and when it
     stops between batches (an error, Ctrl-C). Never from non-finite weights. Resume with
-    `learn.fit(..., resume=path)`."""
+    `learn.fit(..., resume=path)`. `meta` (plain values: str, int, float, bool, None) records what the run
+    was made with, e.g. `{"dataset": "digits", "arch": "simple_cnn"}`; a resume refuses a checkpoint whose
+    meta differs from its own `Checkpoint`'s."""
 
     order = 90  # after every other callback: the records of the batch or epoch are complete
+    during_lr_find = False
     main_only = True  # under torchrun rank 0 writes (every rank holds the same state); all ranks can resume
 
-    def __init__(self, path: str | os.PathLike, every_n_batches: int | None = None, every_n_epochs: int | None = 1):
+    def __init__(self, path: str | os.PathLike, every_n_batches: int | None = None, every_n_epochs: int | None = 1,
+                 meta: dict[str, Any] | None = None):
         for name, value in (("every_n_batches", every_n_batches), ("every_n_epochs", every_n_epochs)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
         self.path, self.every_n_batches, self.every_n_epochs = Path(path), every_n_batches, every_n_epochs
+        self.meta = run_meta(meta)
         self.saved_at: tuple[int, int] | None = None  # (epoch, iter) of the last checkpoint written
         self._batch_done: tuple[int, int] | None = None  # (epoch, iter + 1) of the last training batch done
         self._epoch_start: tuple[int, int] | None = None  # (epoch, len(history)) when this epoch began
 
     def before_fit(self):
         self.saved_at = self._batch_done = self._epoch_start = None
-        self.n_batches = len(self.dls.train)
         if self.every_n_batches and not _has_loader_state(self.dls.train):
             raise ValueError(
                 f"Checkpoint(every_n_batches={self.every_n_batches}) writes mid-epoch checkpoints, but the train "
@@ -170,7 +116,7 @@ class Checkpoint(Callback):
         self._batch_done = (self.epoch, it)
         n = self.every_n_batches
         # At the end of the train phase the epoch's checkpoint follows; a resume can't start validation.
-        if n and (self.epoch * self.n_batches + it) % n == 0 and it < self.n_batches:
+        if n and (self.learn.train_iter + 1) % n == 0 and it < self.learn.n_iter:
             self.save(self.epoch, it)
 
     def after_epoch(self):
@@ -181,11 +127,11 @@ class Checkpoint(Callback):
         stop = self._stop_position()
         if stop is not None and stop != self.saved_at:
             self.save(*stop)
-        elif stop is None and sys.exc_info()[0] is not None and self.saved_at is not None:
+        elif stop is None and self.learn.error is not None and self.saved_at is not None:
             warnings.warn(
-                f"The fit stopped in the middle of batch {self.iter} of epoch {self.epoch}, where the state is "
-                f"half-way through a step; the last checkpoint ({self.path}, epoch {self.saved_at[0]}, batch "
-                f"{self.saved_at[1]}) is kept: resume from it.",
+                f"The fit stopped at batch {self.iter} of epoch {self.epoch}, where no checkpoint can be written "
+                f"(inside a step, or mid-epoch with a loader that can't resume there); the last checkpoint "
+                f"({self.path}, epoch {self.saved_at[0]}, batch {self.saved_at[1]}) is kept: resume from it.",
                 RuntimeWarning,
             )
 
@@ -196,7 +142,7 @@ class Checkpoint(Callback):
         # No batch has begun since the last one ended (the learner sets `iter` when a batch arrives), and
         # the loader can replay the rest of the epoch: else the epoch-end checkpoint is the one to keep.
         between_batches = self.training and self._batch_done == (self.epoch, self.iter + 1)
-        if between_batches and self.iter + 1 < self.n_batches and _has_loader_state(self.dls.train):
+        if between_batches and self.iter + 1 < self.learn.n_iter and _has_loader_state(self.dls.train):
             return self._batch_done
         return None
 
@@ -206,33 +152,115 @@ class Checkpoint(Callback):
             warnings.warn(f"Checkpoint: not writing {self.path}, the weights are not finite (NaN or inf); "
                           f"the previous checkpoint is kept.", RuntimeWarning)
             return None
-        atomic_save(training_state(self.learn, epoch, it), self.path)
+        atomic_save({**training_state(self.learn, epoch, it), "meta": self.meta}, self.path)
         self.saved_at = (epoch, it)
         return self.path
 
 
 class Resume(Callback):
-    """Restores the training state of a checkpoint after every other `before_fit` (added by `fit(resume=...)`)."""
+    """Restores the training state of a checkpoint after every other `before_fit` (added by `fit(resume=...)`).
 
+    Before that it compares the checkpoint's `meta` with `meta` (default: the meta of the fit's `Checkpoint`
+    callback): a difference that would change the run (data, model, batch size, seed) is a `CheckpointError`,
+    other versions of learnloop or torch a warning."""
+
+    during_lr_find = False
     order = 1000  # last: the other callbacks initialise in before_fit, then get their saved state
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, meta: dict[str, Any] | None = None):
         self.path = Path(path)
         self.state = load_checkpoint(self.path)  # now, so a bad path fails before the fit starts
+        check_version(self.state, self.path)
+        self.checked = meta is not None
+        if self.checked:
+            check_meta(self.state, run_meta(meta), self.path)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(epoch, batch) the resumed fit starts at: the next training batch to run."""
+        return self.state.get("epoch", 0), self.state.get("iter", 0)
 
     def before_fit(self):
+        if not self.checked:
+            ckpts = [cb for cb in self.learn.cbs if isinstance(cb, Checkpoint)]
+            if ckpts:  # the one writing to this file, else the first
+                ckpt = next((cb for cb in ckpts if cb.path.resolve() == self.path.resolve()), ckpts[0])
+                check_meta(self.state, ckpt.meta, self.path)
         restore_training_state(self.learn, self.state, self.path)
 
 
-def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoint") -> None:
-    """Load a `training_state` dict into `learn` and position its next fit at the saved batch."""
+def _learnloop_version() -> str:
+    try:
+        return importlib.metadata.version("learnloop")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def run_meta(meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a run is made with: learnloop's and torch's versions, then `meta` (plain values only)."""
+    meta = dict(meta or {})
+    # exact types: a str or int subclass (numpy's, torch's TorchVersion) is refused by torch.load(weights_only)
+    bad = {key: value for key, value in meta.items() if type(key) is not str or type(value) not in _PLAIN}
+    if bad:
+        raise ValueError(f"Checkpoint meta must map names to str, int, float, bool or None (torch.load reads "
+                         f"those back safely); got {bad!r}. Convert the values, e.g. str(path).")
+    return {"learnloop": _learnloop_version(), "torch": str(torch.__version__), **meta}
+
+
+def check_version(state: dict, path: Path | str = "checkpoint") -> None:
+    """A CheckpointError unless `state` is a training checkpoint of the format this learnloop writes."""
     if state.get("version") != VERSION:
-        raise ValueError(f"{path} is not a learnloop training checkpoint (version {state.get('version')!r}, "
-                         f"expected {VERSION}); learn.load() reads files written by learn.save().")
+        raise CheckpointError(f"{path} is not a learnloop training checkpoint (version {state.get('version')!r}, "
+                              f"expected {VERSION}); learn.load() reads files written by learn.save().")
+
+
+def check_meta(state: dict, expected: dict[str, Any], path: Path | str = "checkpoint") -> None:
+    """Compare a checkpoint's `meta` with `expected`: CheckpointError naming every key that differs and would
+    change the run; a warning when only learnloop's or torch's version differs."""
+    saved = state.get("meta")
+    if not isinstance(saved, dict):
+        warnings.warn(f"{path} records nothing about the run that wrote it (written by an older learnloop): "
+                      f"resuming without checking its data, model or batch size.")
+        return
+    differ = [key for key in expected if key in saved and saved[key] != expected[key]]
+    if not differ:
+        return
+    refused = [key for key in differ if key not in VERSION_KEYS]
+    show = lambda d, keys: ", ".join(f"{key}={d[key]!r}" for key in keys)  # noqa: E731
+    if refused:
+        raise CheckpointError(f"{path} was written by a run with {show(saved, refused)}, but this run has "
+                              f"{show(expected, refused)}: it can't be resumed exactly. Resume with the "
+                              f"checkpoint's settings, or start a new run.")
+    warnings.warn(f"{path} was written with {show(saved, differ)}, this run uses {show(expected, differ)}: "
+                  f"resuming, but the result may differ from an uninterrupted run in the last bits.")
+
+
+def load_training_state(learn: Any, state: dict) -> None:
+    """Put `learn` back in the state `training_state` captured: weights, optimizer (and so the hyper-parameter
+    record), callbacks' states, history, every RNG and the train loader's position."""
+    unwrap(learn.model).load_state_dict(state["model"])
+    learn.opt.load_state_dict(state["opt"])
+    learn.read_hps()
+    cbs = _cb_keys(learn)
+    for key, cb_state in state["cbs"].items():
+        if key in cbs:
+            cbs[key].load_state_dict(cb_state)
+    learn.history[:] = state["history"]
+    set_rng_state(learn, state["rng"])
+    if state["loader"] is not None and _has_loader_state(learn.dls.train):
+        learn.dls.train.load_state_dict(state["loader"])
+
+
+def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoint") -> None:
+    """Load a checkpoint's `training_state` into `learn` and position its next fit at the saved batch."""
+    check_version(state, path)
     epoch, it = state["epoch"], state["iter"]
     dl = learn.dls.train
     if it and not _has_loader_state(dl):
-        raise ValueError(
+        raise CheckpointError(
             f"{path} was written mid-epoch (epoch {epoch}, batch {it}), but the train loader "
             f"({type(dl).__name__}) has no load_state_dict, so the rest of that epoch can't be replayed. "
             f"Resume with a learnloop.data.DataLoader, or from an epoch-end checkpoint."
@@ -240,21 +268,29 @@ def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoi
     if state["n_epoch"] != learn.n_epoch:
         warnings.warn(f"{path} comes from a fit of {state['n_epoch']} epochs, this one has {learn.n_epoch}: "
                       f"schedules that depend on the length of the fit will differ from the original run.")
-    unwrap(learn.model).load_state_dict(state["model"])
-    learn.opt.load_state_dict(state["opt"])
-    cbs = _cb_keys(learn)
-    missing = sorted(set(state["cbs"]) - set(cbs))
+    _check_weights(learn, state, path)
+    missing = sorted(set(state["cbs"]) - set(_cb_keys(learn)))
     if missing:
         warnings.warn(f"{path} holds the state of callbacks this learner lacks: {missing}; it is ignored.")
-    for key, cb_state in state["cbs"].items():
-        if key in cbs:
-            cbs[key].load_state_dict(cb_state)
-    learn.history[:] = state["history"]
-    set_rng_state(learn, state["rng"])
-    if state["loader"] is not None and _has_loader_state(dl):
-        dl.load_state_dict(state["loader"])
+    load_training_state(learn, state)
     learn.start_epoch, learn.start_iter = epoch, it
     if epoch >= learn.n_epoch:
         warnings.warn(f"{path} is from a fit that already finished (epoch {epoch} of {learn.n_epoch}): its final "
                       f"state is restored and there is nothing left to train. To train more, pass a larger "
                       f"n_epoch without resume.")
+
+
+def _check_weights(learn: Any, state: dict, path: Path | str) -> None:
+    """A CheckpointError if the checkpoint's weights belong to another model: other names, or other shapes."""
+    mine, saved = unwrap(learn.model).state_dict(), state["model"]
+    if mine.keys() != saved.keys():
+        missing, unexpected = sorted(set(mine) - set(saved)), sorted(set(saved) - set(mine))
+        raise CheckpointError(f"{path} holds the weights of another model: {len(missing)} of this model's tensors "
+                              f"are missing (e.g. {missing[:3]}), {len(unexpected)} are unknown to it (e.g. "
+                              f"{unexpected[:3]}). Resume with the model that wrote it.")
+    wrong = [key for key in mine if mine[key].shape != saved[key].shape]
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(f"{path} holds the weights of another model: {key} has shape {tuple(saved[key].shape)} "
+                              f"there and {tuple(mine[key].shape)} here ({len(wrong)} tensors differ). Resume with "
+                              f"the model that wrote it.")

@@ -1,17 +1,74 @@
-"""The `Callback` base: reads the learner's attributes as its own and hooks into named events."""
+"""Events, the `Callback` base and the exceptions that cancel a phase: the vocabulary of the loop.
+
+This module imports nothing of the loop: `learner.py` and every callback import it, never the reverse.
+"""
 
 from __future__ import annotations
 
 import difflib
 import re
 import warnings
-from collections.abc import Sequence
 from typing import Any
+
+
+class CancelBatchException(Exception):
+    """Skip the rest of this batch; `after_cancel_batch` and `after_batch` still run."""
+
+
+class CancelTrainException(Exception):
+    """Skip the rest of this training phase; `after_cancel_train` and `after_train` still run."""
+
+
+class CancelValidateException(Exception):
+    """Skip the rest of this validation phase; `after_cancel_validate` and `after_validate` still run."""
+
+
+class CancelEpochException(Exception):
+    """Skip the rest of this epoch; `after_cancel_epoch` and `after_epoch` still run."""
+
+
+class CancelFitException(Exception):
+    """Stop training; `after_cancel_fit` and `after_fit` still run."""
+
+
+# Each loop level: (before event, cancel event, after event, the exception that cancels it).
+LEVELS: dict[str, tuple[str, str, str, type[Exception]]] = {
+    level: (f"before_{level}", f"after_cancel_{level}", f"after_{level}", exc)
+    for level, exc in [
+        ("fit", CancelFitException),
+        ("epoch", CancelEpochException),
+        ("train", CancelTrainException),
+        ("validate", CancelValidateException),
+        ("batch", CancelBatchException),
+    ]
+}
+CANCELS: tuple[type[Exception], ...] = tuple(exc for *_, exc in LEVELS.values())
+
+EVENTS: tuple[str, ...] = (
+    "before_fit", "before_epoch", "before_train", "before_validate", "before_batch",
+    "after_pred", "after_loss", "after_backward", "after_step", "after_batch",
+    "after_train", "after_validate", "after_epoch", "after_fit",
+    "after_cancel_batch", "after_cancel_train", "after_cancel_validate",
+    "after_cancel_epoch", "after_cancel_fit",
+)  # fmt: skip
+
+# Keras hook names a learnloop Callback might be given by habit: they never run there.
+KERAS_EVENTS = {
+    "on_train_begin": "before_fit", "on_train_end": "after_fit",
+    "on_epoch_begin": "before_epoch", "on_epoch_end": "after_epoch",
+    "on_batch_begin": "before_batch", "on_batch_end": "after_batch",
+    "on_train_batch_begin": "before_batch", "on_train_batch_end": "after_batch",
+    "on_test_begin": "before_validate", "on_test_end": "after_validate",
+    "on_test_batch_begin": "before_batch", "on_test_batch_end": "after_batch",
+    "on_predict_begin": "before_validate", "on_predict_end": "after_validate",
+    "on_predict_batch_begin": "before_batch", "on_predict_batch_end": "after_batch",
+}  # fmt: skip
+
 
 # The learner attributes a callback reads through `self.x` (DESIGN.md, "Learner contract").
 LEARNER_ATTRS = frozenset(
     "model dls loss_func opt lr cbs n_epoch epoch training dl iter n_iter xb yb preds loss metrics "
-    "history".split()
+    "history train_iter n_train_iter pct_train hps error fitting predicting".split()
 )
 
 
@@ -25,6 +82,8 @@ class Callback:
 
     order: int = 0
     main_only: bool = False  # True: under torchrun it runs on rank 0 alone (callbacks that print or write files)
+    # False for callbacks that write files, stop training or restore weights: `lr_find` leaves them out.
+    during_lr_find: bool = True
     learn: Any = None
 
     @property
@@ -60,31 +119,20 @@ class Callback:
         return f"{type(self).__name__}(order={self.order})"
 
 
-def as_callback(obj: Any) -> Callback:
-    """`obj` if it is a `Callback`; a Keras-style object (`on_epoch_end`, ...) wrapped in `KerasCallback`."""
-    if isinstance(obj, Callback):
-        return obj
-    from .keras import KERAS_HOOKS, KerasCallback
-
-    if isinstance(obj, type):
-        raise TypeError(f"Got the class {obj.__name__}, not an instance: pass {obj.__name__}().")
-    if any(callable(getattr(obj, hook, None)) for hook in KERAS_HOOKS):
-        return KerasCallback(obj)
-    raise TypeError(
-        f"{obj!r} is not a callback: subclass learnloop.Callback and define event methods "
-        f"(before_fit, after_batch, ...), or give it Keras-style methods ({', '.join(KERAS_HOOKS)})."
-    )
-
-
-def warn_unknown_events(cb: Callback, events: Sequence[str]) -> None:
-    """Warn about methods of `cb` that look like a misspelled event (`befor_fit`): they would never run."""
+def warn_unknown_events(cb: Callback) -> None:
+    """Warn about methods of `cb` that look like an event but are not one (`befor_fit`, Keras's `on_epoch_end`)."""
     for name in dir(type(cb)):
-        if name in events or name.startswith("_") or hasattr(Callback, name):
+        if name in EVENTS or name.startswith("_") or hasattr(Callback, name):
             continue
-        close = difflib.get_close_matches(name, events, n=1, cutoff=0.85)
-        if close:
-            warnings.warn(
-                f"{type(cb).__name__}.{name} is not an event, so it never runs; did you mean "
-                f"{close[0]!r}? Events: {', '.join(events)}",
-                stacklevel=4,
-            )
+        if name in KERAS_EVENTS:
+            hint = (f"did you mean {KERAS_EVENTS[name]!r}? {name} is a Keras hook: for Keras-style hooks subclass "
+                    f"keras.callbacks.Callback or pass a plain object, not a learnloop Callback.")
+        else:
+            close = difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.8)
+            if not close:
+                continue
+            hint = f"did you mean {close[0]!r}?"
+        warnings.warn(
+            f"{type(cb).__name__}.{name} is not an event, so it never runs; {hint} Events: {', '.join(EVENTS)}",
+            stacklevel=4,
+        )

@@ -8,8 +8,10 @@ training, and both close their files in `after_fit`, which runs even when a fit 
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,25 +19,36 @@ from typing import Any
 import torch
 
 from ..distributed import unwrap
+from ..errors import OutputPathError
 from .core import Callback
 
 
 def ensure_writable_dir(path: str | os.PathLike, owner: str) -> Path:
-    """Create directory `path` and write a probe file in it; raise an `OSError` naming `owner` if it can't."""
+    """Create directory `path` and write a probe file in it; raise an `OutputPathError` (an `OSError`) naming
+    `owner` if it can't."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise OSError(
+        raise OutputPathError(
             f"{owner} cannot write to {str(path)!r} ({e.strerror or e}). Pass a directory you can write to, "
             f"or create it first."
         ) from e
     return path
 
 
-def _batch_size_of(dls: Any) -> int | None:
+def _import_quietly(module: str) -> None:
+    """Import `module` to warm it up; a failure is left for the real import to report."""
+    try:
+        importlib.import_module(module)
+    except ImportError:  # the main thread's own import reports it, with its traceback
+        return
+
+
+def batch_size_of(dls: Any) -> int | None:
+    """The train loader's batch size, or None when it has none."""
     # torch's DataLoader calls it batch_size, learnloop's bs; anything else: unknown.
     train = getattr(dls, "train", None)
     for attr in ("batch_size", "bs"):
@@ -58,13 +71,14 @@ class TensorBoardCallback(Callback):
 
     Per epoch, with global step = `epoch` (0-based, as in `learn.history`): `train/loss`, `valid/loss`,
     `valid/<metric>`, `lr` and `time` (seconds). With `every_n_batches=n`: `train/batch_loss` every n-th
-    training batch, with step = `epoch * n_iter + iter`. With `log_hist`: weight histograms (`weights/<name>`)
+    training batch, with step = `learn.train_iter`. With `log_hist`: weight histograms (`weights/<name>`)
     per epoch and gradient histograms (`grads/<name>`) from each epoch's last training batch. With
     `log_graph`: the model graph, traced once on the first batch. At the end of the fit: hparams (lr, bs,
     n_epoch and `hparams`) with the final epoch's values, in the HPARAMS tab.
     """
 
     order = 70
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(
@@ -83,10 +97,17 @@ class TensorBoardCallback(Callback):
 
     def before_fit(self):
         ensure_writable_dir(self.log_dir, f"{type(self).__name__}(log_dir=...)")
-        from torch.utils.tensorboard import SummaryWriter  # imported here: it takes seconds, only loggers pay
-
-        self.writer = SummaryWriter(str(self.log_dir))
+        # The writer is made when it first writes, so its import (about a second) never delays the first
+        # batch; meanwhile a thread imports it on the other core.
+        threading.Thread(target=_import_quietly, args=("torch.utils.tensorboard",), daemon=True).start()
         self.start_lr, self.graph_done = self.lr, not self.log_graph
+
+    def _writer(self) -> Any:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir))
+        return self.writer
 
     def before_batch(self):
         if not self.graph_done and self.training:
@@ -102,7 +123,7 @@ class TensorBoardCallback(Callback):
         try:
             with warnings.catch_warnings():  # add_graph uses torch.jit.trace, which warns it is deprecated
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.writer.add_graph(model, self.xb)
+                self._writer().add_graph(model, self.xb)
         finally:
             model.train(was_training)  # tracing may switch to eval mode
 
@@ -110,27 +131,26 @@ class TensorBoardCallback(Callback):
         # Checked before touching the loss, so batches that are not logged never wait for the device.
         n = self.every_n_batches
         if n is not None and self.training and self.iter % n == 0:
-            step = self.epoch * self.n_iter + self.iter
-            self.writer.add_scalar("train/batch_loss", float(self.loss.detach()), step)
+            self._writer().add_scalar("train/batch_loss", float(self.loss.detach()), self.learn.train_iter)
 
     def after_backward(self):
         # Grads are zeroed after every step, so histograms are taken here, on the epoch's last batch.
         if self.log_hist and self.iter == self.n_iter - 1:
             for name, p in unwrap(self.model).named_parameters():
                 if p.grad is not None:
-                    self.writer.add_histogram(f"grads/{name}", p.grad.detach().cpu(), self.epoch)
+                    self._writer().add_histogram(f"grads/{name}", p.grad.detach().cpu(), self.epoch)
 
     def after_epoch(self):
         for key, value in self.history[-1].items():
             if key != "epoch" and isinstance(value, (int, float)):
-                self.writer.add_scalar(_tag(key), value, self.epoch)
+                self._writer().add_scalar(_tag(key), value, self.epoch)
         if self.log_hist:
             for name, p in unwrap(self.model).named_parameters():
-                self.writer.add_histogram(f"weights/{name}", p.detach().cpu(), self.epoch)
-        self.writer.flush()  # each epoch: a crash or a live `tensorboard` sees every finished epoch
+                self._writer().add_histogram(f"weights/{name}", p.detach().cpu(), self.epoch)
+        self._writer().flush()  # each epoch: a crash or a live `tensorboard` sees every finished epoch
 
     def after_fit(self):
-        if self.writer is None:  # before_fit failed
+        if self.writer is None:  # before_fit failed, or nothing was written
             return
         try:
             if self.history:
@@ -142,7 +162,7 @@ class TensorBoardCallback(Callback):
     def _add_hparams(self):
         from torch.utils.tensorboard.summary import hparams
 
-        values = {"lr": self.start_lr, "bs": _batch_size_of(self.dls), "n_epoch": self.n_epoch, **self.hparams}
+        values = {"lr": self.start_lr, "bs": batch_size_of(self.dls), "n_epoch": self.n_epoch, **self.hparams}
         values = {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
         final = {_tag(k): v for k, v in self.history[-1].items() if k not in ("epoch", "lr", "time")}
         # SummaryWriter.add_hparams would open a second run and re-log the metrics there; writing the
@@ -156,6 +176,7 @@ class CSVLogger(Callback):
     """Appends one row per epoch (the keys of `learn.history`) to a CSV file; `append=True` continues one."""
 
     order = 70
+    during_lr_find = False
     main_only = True  # rank 0 alone prints and writes under torchrun
 
     def __init__(self, path: str | os.PathLike = "history.csv", append: bool = False):

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..errors import DataError, MissingFileError
 from .images import Augment, check_decoder, decode_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -87,7 +88,7 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     valid = next((root / name for name in VALID_DIRS if (root / name).is_dir()), None)
     if not train.is_dir() or valid is None:
         found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else "root does not exist"
-        raise FileNotFoundError(f"image folder {str(root)!r} needs a 'train/' and a 'val/' (or 'valid/') subfolder, "
+        raise MissingFileError(f"image folder {str(root)!r} needs a 'train/' and a 'val/' (or 'valid/') subfolder, "
                                 f"each holding one folder of images per class; found: {found}.")
     return {"train": train, "valid": valid}
 
@@ -116,7 +117,8 @@ class ImageFolder:
     cropped, flipped and colour-jittered from (seed, epoch, index), where the DataLoader sets seed and epoch through
     `seed_epoch`. `dtype=torch.uint8` gives the raw 0..255 pixels (what workers should send: a quarter of the bytes;
     convert once per batch with `ToFloat`), `torch.float32` (default) floats in [0, 1]. Listing the folder opens
-    no image.
+    no image. A file that can't be decoded stops the fit with a `DataError` naming it (with or without loader
+    workers): skipping it would silently train on other data than the folder holds.
     """
 
     def __init__(self, root: str | Path, split: str = "train", size: int | tuple[int, int] = 64,
@@ -134,10 +136,14 @@ class ImageFolder:
         dirs = _split_dirs(self.root)
         self.files, classes = _image_files(dirs[split])
         if not self.files:
-            raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(dirs[split])!r}/<label>/; "
-                             "put each image in a folder named after its label.")
+            raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(dirs[split])!r}/<label>/; "
+                            "put each image in a folder named after its label.")
         # the vocab comes from train's class folders, so train and valid agree on label indices
-        self.vocab = vocab or LabelVocab(e.name for e in _class_dirs(dirs["train"]))
+        self.vocab = vocab or _class_vocab(dirs["train"])
+        unknown = sorted(set(classes) - set(self.vocab))
+        if unknown:
+            raise DataError(f"{str(dirs[split])!r} has classes that train/ lacks: {unknown}; train/ has "
+                            f"{list(self.vocab)}. Give every class a folder of images in train/, or remove it.")
         self.labels = [self.vocab.index(c) for c in classes]
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         if len(self.size) != 2 or not all(isinstance(n, int) and n > 0 for n in self.size):
@@ -167,9 +173,9 @@ class ImageFolder:
             im = decode_image(self.files[i], self.size, self.mode,
                               lambda w, h: self.augment.crop_box(rng, w, h, aspect), self.decoder)
             return self.augment.pixels(rng, im)
-        except (OSError, SyntaxError) as e:  # a file Pillow can't read (it raises SyntaxError for some headers)
-            raise ValueError(f"could not read image {self.files[i]} ({type(e).__name__}: {e}); "
-                             "replace or delete the file.") from e
+        except (OSError, SyntaxError, ValueError) as e:  # what Pillow raises for unreadable or truncated files
+            raise DataError(f"cannot read image {self.files[i]} ({e.__class__.__name__}: {e}); replace or "
+                            f"delete the file, then run again.") from None
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         a = np.array(self.image(i), dtype=np.uint8)
@@ -181,6 +187,15 @@ class ImageFolder:
     def __repr__(self) -> str:
         aug = "" if self.augment is None else f", {self.augment}"
         return f"ImageFolder({str(self.root)!r}, {len(self)} images, {len(self.vocab)} labels, size={self.size}{aug})"
+
+
+def _class_vocab(train: Path) -> LabelVocab:
+    """The labels of `train`'s class folders; a DataError unless there are at least two."""
+    vocab = LabelVocab(p.name for p in train.iterdir() if p.is_dir())
+    if len(vocab) < 2:
+        raise DataError(f"{str(train)!r} has {len(vocab)} class folder{'s' * (len(vocab) != 1)} "
+                        f"{list(vocab)}: a classifier needs at least two (one folder of images per class).")
+    return vocab
 
 
 def image_folder_split(root: str | Path, size: int | tuple[int, int] = 64, mode: str = "RGB",

@@ -6,12 +6,14 @@ import copy
 import hashlib
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..errors import DataError, MissingFileError, UserError
 from .dataset import ArrayDataset, ImageFolder, image_folder_split
 from .images import Augment
 from .loader import DataLoaders
@@ -42,17 +44,25 @@ def digits(valid_pct: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDa
 
 
 def find_file(name: str, path: str | Path | None = None) -> Path:
-    """`path` if given, else `$LEARNLOOP_DATA/name`, else `cache_dir()/name`; else an error saying where to put it."""
+    """`path` if given, else `$LEARNLOOP_DATA/name`, else `cache_dir()/name`; else an error saying where to put it.
+
+    `LEARNLOOP_DATA` is always a folder: the one that holds the data files (`mnist.npz`, ...)."""
     if path is not None:
         if Path(path).is_file():
             return Path(path)
-        raise FileNotFoundError(f"{str(path)!r} (passed as path=) does not exist; pass the path of your {name}.")
+        if Path(path).is_dir():
+            raise MissingFileError(f"{str(path)!r} (passed as path=) is a folder: pass the {name} file itself, e.g. "
+                                   f"{Path(path) / name}.")
+        raise MissingFileError(f"{str(path)!r} (passed as path=) does not exist; pass the path of your {name}.")
     env = os.environ.get("LEARNLOOP_DATA")
+    if env and Path(env).is_file():
+        raise UserError(f"LEARNLOOP_DATA={env} names a file, but it is the folder holding the data files: set "
+                        f"LEARNLOOP_DATA={Path(env).parent} (for {Path(env).parent / name}), or pass the file itself.")
     candidates = ([Path(env) / name] if env else []) + [cache_dir() / name]
     for p in candidates:
         if p.is_file():
             return p
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{name} not found (looked in: {', '.join(map(str, candidates))}). There are no downloads: pass "
         f"path='/path/to/{name}', or set LEARNLOOP_DATA to the folder holding {name}, or copy the file to "
         f"{cache_dir() / name}.")
@@ -65,7 +75,7 @@ def check_sha256(path: Path, sha256: str) -> None:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     if h.hexdigest() != sha256.lower():
-        raise ValueError(f"{path} has sha256 {h.hexdigest()}, expected {sha256}; the file is corrupt or a different "
+        raise DataError(f"{path} has sha256 {h.hexdigest()}, expected {sha256}; the file is corrupt or a different "
                          "file: copy it again, or pass the sha256 of the file you mean to use.")
 
 
@@ -74,12 +84,18 @@ def mnist(path: str | Path | None = None, sha256: str | None = None) -> tuple[Ar
     file = find_file(MNIST_FILE, path)
     if sha256 is not None:
         check_sha256(file, sha256)
-    with np.load(file) as d:
-        missing = [k for k in MNIST_KEYS if k not in d]
-        if missing:
-            raise ValueError(f"{file} lacks {missing}; an MNIST .npz holds {list(MNIST_KEYS)}, "
-                             f"this one has {list(d.keys())}.")
-        arrays = {k: torch.from_numpy(d[k]) for k in MNIST_KEYS}
+    try:
+        with np.load(file) as d:
+            missing = [k for k in MNIST_KEYS if k not in d]
+            if missing:
+                raise DataError(f"{file} lacks {missing}; an MNIST .npz holds {list(MNIST_KEYS)}, "
+                                f"this one has {list(d.keys())}.")
+            arrays = {k: torch.from_numpy(d[k]) for k in MNIST_KEYS}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # truncated, or not an .npz at all
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{file} can't be read as an .npz ({type(e).__name__}: {e}); it may be truncated (an "
+                        f"interrupted copy or download): copy it again.") from None
 
     def to_ds(x: torch.Tensor, y: torch.Tensor) -> ArrayDataset:
         return ArrayDataset(x.unsqueeze(1).float().div_(255), y.long())  # float, so it trains as is

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import CheckpointError, UserError
 from .dataset import ArrayDataset
 
 Tfms = Callable | Sequence[Callable] | None
@@ -108,6 +109,8 @@ def _worker_load(idx: Tensor, key: EpochKey) -> Any:
     ds, collate_fn = _worker_state
     try:
         return _load(ds, idx, collate_fn, key)
+    except UserError:  # a message for the user (e.g. a corrupt image): it pickles, and reads the same as in-process
+        raise
     except Exception as e:
         # the original exception may not pickle back to the main process; its text always does
         error, tb = "".join(traceback.format_exception_only(e)).strip(), traceback.format_exc()
@@ -314,7 +317,7 @@ class DataLoader:
         """Restore `state_dict()`: the next `iter` yields the rest of that epoch, later epochs as if never stopped."""
         order = state["order"]
         if order is not None and len(order) != len(self.ds):
-            raise ValueError(f"the saved order covers {len(order)} samples but this dataset has {len(self.ds)}; "
+            raise CheckpointError(f"the saved order covers {len(order)} samples but this dataset has {len(self.ds)}; "
                              "load the state into a loader over the same dataset.")
         self.epoch, self._batch = int(state["epoch"]), int(state["batch"])
         self._order = None if order is None else torch.as_tensor(order, dtype=torch.long)

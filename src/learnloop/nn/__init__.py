@@ -5,7 +5,8 @@ from .hooks import Hook, Hooks, LayerStats
 from .layers import (AdaptivePool, ConvLayer, Flatten, Lambda, Linear, ReLU, Sequential,
                      simple_cnn)
 from .models import bn_cnn, image_cnn
-from .module import HookHandle, IncompatibleKeys, Module, Parameter, TorchModule, to_torch
+from .module import HookHandle, IncompatibleKeys, Module, Parameter
+from .torch_view import TorchModule, to_torch
 
 __all__ = ["Parameter", "Module", "HookHandle", "IncompatibleKeys", "TorchModule", "to_torch",
            "Linear", "ConvLayer", "Sequential", "AdaptivePool", "Flatten", "ReLU", "Lambda",

@@ -9,7 +9,9 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch._C import _disabled_torch_function_impl
 
-__all__ = ["Parameter", "Module", "HookHandle", "IncompatibleKeys", "TorchModule", "to_torch"]
+from .torch_view import TorchModule
+
+__all__ = ["Parameter", "Module", "HookHandle", "IncompatibleKeys"]
 
 ForwardHook = Callable[[Any, tuple, Any], Any]
 M = TypeVar("M", bound="Module")
@@ -231,7 +233,7 @@ class Module:
                 p.grad = grad.to(device=device, dtype=p_dtype)
         return self
 
-    def as_torch(self) -> TorchModule:
+    def as_torch(self) -> torch.nn.Module:
         """A `torch.nn.Module` view sharing these very Parameter tensors (for DDP, torch.compile)."""
         return TorchModule(self)
 
@@ -244,40 +246,3 @@ class Module:
         if not lines:
             return f"{type(self).__name__}({self.extra_repr()})"
         return f"{type(self).__name__}({self.extra_repr()}\n" + "\n".join(lines) + "\n)"
-
-
-class TorchModule(torch.nn.Module):
-    """A torch.nn.Module mirroring a learnloop Module: same Parameter objects, same forward."""
-
-    def __init__(self, source: Module, views: dict[int, TorchModule] | None = None):
-        super().__init__()
-        self.source = source
-        self.training = source.training
-        views = {} if views is None else views
-        views[id(source)] = self  # a child shared by two parents gets one view, as in the source
-        for name, p in source._params.items():
-            self.register_parameter(name, p)
-        for name, child in source._modules.items():
-            self.add_module(name, views.get(id(child)) or TorchModule(child, views))
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.source(*args, **kwargs)
-
-    def extra_repr(self) -> str:
-        return f"{type(self.source).__name__}: {self.source.extra_repr()}".rstrip(": ")
-
-    def train(self, mode: bool = True) -> TorchModule:
-        """Set `.training` here and on the learnloop module (torch recurses into the children)."""
-        super().train(mode)
-        self.source.training = mode
-        return self
-
-
-def to_torch(model: Module | torch.nn.Module) -> torch.nn.Module:
-    """`model` itself if it is a torch.nn.Module, else its `as_torch()` view."""
-    if isinstance(model, torch.nn.Module):
-        return model
-    if isinstance(model, Module):
-        return model.as_torch()
-    raise TypeError(f"to_torch needs a learnloop Module or a torch.nn.Module, "
-                    f"got {type(model).__name__}")

@@ -1,14 +1,17 @@
-"""Results tracking: per-batch losses and lrs, per-epoch means weighted by batch size, `learn.history`."""
+"""Results tracking: per-batch losses and hyper-parameters, per-phase means weighted by batch size (one row
+per epoch in `learn.history`), and the predictions `learn.get_preds` gathers."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 import time
 from typing import TYPE_CHECKING
 
 import torch
 
-from ..distributed import all_reduce_sum
+from ..data.sharding import shard_of
+from ..distributed import all_reduce_sum, gather_preds
 from .core import Callback
 
 if TYPE_CHECKING:
@@ -28,34 +31,45 @@ class Recorder(Callback):
     """
 
     order = 50
+    during_lr_find = False  # the finder records its own curve; the last fit's records stay
 
     def __init__(self):
         self.losses: list[float] = []  # per training batch, this fit
-        self.lrs: list[float] = []  # per training batch, this fit
-        self.hps: dict[str, list[float]] = {}  # every scheduled hyper-parameter, per training batch
+        self.hps: dict[str, list[float]] = {}  # each hyper-parameter of the first param group, per training batch
         self.iters: list[int] = []  # len(losses) at the end of each epoch, this fit: where valid points go
+        self.valid_results: dict[str, float] = {}  # the last validation phase: loss and metrics
+        self.row: dict | None = None
+
+    @property
+    def lrs(self) -> list[float]:
+        """The lr of every training batch of the last fit."""
+        return self.hps.get("lr", [])
 
     def before_fit(self):
-        self.losses, self.lrs, self.hps, self.iters = [], [], {}, []
+        self.losses, self.iters = [], []
+        self.hps = {name: [] for name in self.learn.hps}
         self.row = None
-        self._reset_phase()
+        self._reset_phase()  # a resume then loads the interrupted training phase's records
 
     def before_epoch(self):
         self.start_time, self.row = time.perf_counter(), {"epoch": self.epoch}
 
     def _reset_phase(self):
         self._losses, self._sizes = [], []
-        self._metric_values = [[] for _ in self.metrics]
+        self._metric_values = [[] for _ in self.learn.metrics]
+
+    before_validate = _reset_phase  # also `learn.validate` outside a fit
 
     def after_loss(self):
         learn = self.learn  # read through `learn`: each `self.x` would go through __getattr__, per batch
         self._losses.append(learn.loss.detach())
         self._sizes.append(batch_size(learn.yb))
         if learn.training:
-            self.lrs.append(learn.opt.param_groups[0]["lr"])
+            for name, values in learn.hps.items():
+                self.hps.setdefault(name, []).append(values[0])
             return
         for metric, values in zip(learn.metrics, self._metric_values):
-            values.append(_metric_value(metric, learn.preds, learn.yb))
+            values.append(metric_value(metric, learn.preds, learn.yb))
 
     def _means(self) -> list[float]:
         """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
@@ -70,7 +84,8 @@ class Recorder(Callback):
             totals = torch.cat([table @ weights, weights.sum().view(1)])  # weighted sums, then the count
         else:  # a rank may have no valid batch under DDP; it still joins the reduction below
             totals = torch.zeros(1 + (0 if self.training else len(metric_values)) + 1)
-        totals = all_reduce_sum(totals)  # DDP: one collective per phase, full-dataset figures on every rank
+        if shard_of(self.learn.dl) is not None:  # DDP: one collective per phase, full-dataset figures on every rank
+            totals = all_reduce_sum(totals)
         return (totals[:-1] / totals[-1]).tolist() if totals[-1] > 0 else []
 
     def after_train(self):
@@ -79,16 +94,15 @@ class Recorder(Callback):
 
     def after_validate(self):
         means = self._means()
-        if not means:
-            return
-        self.row["valid_loss"] = means[0]
-        for metric, value in zip(self.metrics, means[1:]):
-            self.row[f"valid_{metric_name(metric)}"] = value
+        names = ["loss", *(metric_name(m) for m in self.learn.metrics)]
+        self.valid_results = dict(zip(names, means))
+        if self.row is not None and self.learn.dl is self.learn.dls.valid:  # the fit's own validation
+            self.row.update({f"valid_{name}": value for name, value in self.valid_results.items()})
 
     def after_epoch(self):
         if self.row is None:  # cancelled before this epoch began
             return
-        self.row["lr"] = self.lrs[-1] if self.lrs else self.opt.param_groups[0]["lr"]
+        self.row["lr"] = self.lrs[-1] if self.lrs else self.learn.lr
         self.row["time"] = time.perf_counter() - self.start_time
         self.learn.history.append(self.row)
         self.iters.append(len(self.losses))
@@ -103,11 +117,11 @@ class Recorder(Callback):
         d = self.__dict__  # no phase yet before the first fit
         phase = {"_losses": list(d.get("_losses", [])), "_sizes": list(d.get("_sizes", [])),
                  "_metric_values": [list(v) for v in d.get("_metric_values", [])]}
-        return {"losses": list(self.losses), "lrs": list(self.lrs), "iters": list(self.iters), "hps": hps, **phase}
+        return {"losses": list(self.losses), "iters": list(self.iters), "hps": hps, **phase}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what `state_dict` returned."""
-        self.losses, self.lrs = list(state["losses"]), list(state["lrs"])
+        self.losses = list(state["losses"])
         self.iters = list(state.get("iters", []))
         self.hps = {k: list(v) for k, v in state.get("hps", {}).items()}
         if "_losses" in state:  # a checkpoint loads on the CPU: back to the device the losses live on
@@ -123,10 +137,11 @@ class Recorder(Callback):
         return plot_sched({"lr": self.lrs}, path)
 
     def plot_sched(self, path: str | os.PathLike | None = None) -> Figure:
-        """Every scheduled hyper-parameter (`hps`, else the lr) per training batch, one panel each."""
+        """Every hyper-parameter that changed during the last fit (else the lr) per training batch, one panel each."""
         from ..plots import plot_sched
 
-        return plot_sched(self.hps or {"lr": self.lrs}, path)
+        changed = {name: v for name, v in self.hps.items() if v and min(v) != max(v)}
+        return plot_sched(changed or {"lr": self.lrs}, path)
 
     def plot_loss(self, path: str | os.PathLike | None = None, **kwargs) -> Figure:
         """Train loss per batch (raw and smoothed) and valid loss per epoch; saved as PNG when `path` is given."""
@@ -146,7 +161,8 @@ def metric_name(metric) -> str:
     return getattr(metric, "__name__", type(metric).__name__)
 
 
-def _metric_value(metric, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def metric_value(metric: Callable, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`metric(preds, targets)` as a 0-d tensor, with errors that name the metric and the shapes."""
     try:
         value = metric(preds, targets)
     except Exception as e:
@@ -161,3 +177,24 @@ def _metric_value(metric, preds: torch.Tensor, targets: torch.Tensor) -> torch.T
             f"return one number per batch (e.g. reduce it with .mean())."
         )
     return value
+
+
+class GatherPreds(Callback):
+    """Collects the model's outputs and the targets of a validation phase (what `learn.get_preds` returns);
+    under DDP each rank's shard comes back from every rank, in dataset order."""
+
+    order = 50
+    during_lr_find = False
+
+    def before_validate(self):
+        self.outputs: list[torch.Tensor] | torch.Tensor = []
+        self.targets: list[torch.Tensor] | torch.Tensor = []
+
+    def after_loss(self):
+        if not self.learn.training:
+            self.outputs.append(self.learn.preds.detach())
+            self.targets.append(self.learn.yb)
+
+    def after_validate(self):
+        if self.outputs:
+            self.outputs, self.targets = gather_preds(self.learn.dl, torch.cat(self.outputs), torch.cat(self.targets))

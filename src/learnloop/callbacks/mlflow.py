@@ -1,0 +1,236 @@
+"""MLflow tracking: a fit's params, every `learn.history` column per epoch, its files, and how it ended.
+
+mlflow is optional (`pip install "learnloop[mlflow]"`) and imported only when a fit with `MLflowCallback`
+starts. Runs go to `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else MLflow's default (`sqlite:///mlflow.db`
+in the working directory; the full `pip install mlflow` views it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import numbers
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..distributed import unwrap
+from ..errors import SettingError
+from .core import Callback
+from .logging import batch_size_of
+from .recorder import metric_name
+
+_MISSING = "MLflowCallback needs mlflow: pip install 'learnloop[mlflow]' (or mlflow-skinny, sqlalchemy and alembic)."
+
+
+class MLflowCallback(Callback):
+    """Logs a fit to an MLflow run: params at the start, each epoch's `learn.history` row (step = epoch),
+    the training loss every `log_every_n_batches` batches, and at the end `history.csv`, `loss.png` and
+    `model.pt` as artifacts, with status FINISHED, FAILED (the fit raised) or KILLED (Ctrl-C).
+
+    Params: `lr`, `bs`, `n_epoch`, `optimizer` and its hyper-parameters (`opt.momentum`, ...), `model`,
+    `n_params`, `loss_func`, `metrics`, `schedule`, `callbacks` and your `hparams`. Inside a
+    `with mlflow.start_run():` block (and no `tracking_uri`/`experiment` given) it logs to that run and
+    leaves ending it to you. A fit resumed from a `Checkpoint` continues the run the checkpoint names.
+    Rank 0 alone logs under torchrun; `lr_find`'s trial fit logs nothing.
+    """
+
+    order = 70  # after the Recorder (50): history[-1] is the epoch that just ended; before Checkpoint (90)
+    main_only = True  # rank 0 alone talks to the tracking server under torchrun
+    during_lr_find = False  # lr_find's trial fit is not a run
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        run_name: str | None = None,
+        log_every_n_batches: int | None = None,
+        hparams: dict[str, Any] | None = None,
+    ):
+        if log_every_n_batches is not None and (not isinstance(log_every_n_batches, int) or log_every_n_batches < 1):
+            raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}.")
+        if importlib.util.find_spec("mlflow") is None:
+            raise ImportError(_MISSING)
+        self.tracking_uri, self.experiment, self.run_name = tracking_uri, experiment, run_name
+        self.log_every_n_batches, self.hparams = log_every_n_batches, dict(hparams or {})
+        self.run_id: str | None = None  # the run this fit logs to; saved in checkpoints by `state_dict`
+        self.client: Any = None
+
+    @property
+    def name(self) -> str:
+        """`learn.mlflow`, and the key of its state in a checkpoint."""
+        return "mlflow"
+
+    # -- events ------------------------------------------------------------------------------
+    def before_fit(self):
+        self.run_id, self.started, self.owns_run, self._batch_losses = None, False, True, []
+        self._connect()
+        # The run starts at the first epoch: a resumed fit's `Resume` (after every before_fit) sets `run_id`.
+
+    def before_epoch(self):
+        if not self.started:
+            self._start_run()
+
+    def after_batch(self):
+        n = self.log_every_n_batches
+        if n is not None and self.training and self.train_iter % n == 0:  # train_iter: batches before this one
+            self._batch_losses.append((self.train_iter, self.loss.detach()))  # read off the device once per epoch
+
+    def after_epoch(self):
+        if self.started:
+            self._log_new_rows()
+
+    def after_fit(self):
+        if not self.started:
+            return
+        error = self.error  # the exception ending the fit, if any
+        status = "FINISHED" if error is None else "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        try:
+            self._log_new_rows()  # a row recorded just before an exception skipped this epoch's after_epoch
+            self._log_files()
+        finally:
+            if self.owns_run:
+                self.client.set_terminated(self.run_id, status)
+            self.started = False
+
+    def state_dict(self) -> dict:
+        """The MLflow run id, so a resumed fit logs to the same run."""
+        return {"run_id": self.run_id} if self.run_id else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
+        self.run_id = state.get("run_id")
+
+    # -- MLflow ------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        """The client and experiment id; a bad URI or store fails here, before any training."""
+        try:  # mlflow imports the store's driver (sqlalchemy for sqlite) when the client is made
+            import mlflow
+            from mlflow.exceptions import MlflowException
+            from mlflow.tracking import MlflowClient
+
+            active = mlflow.active_run()
+            client = MlflowClient(tracking_uri=self.tracking_uri)  # None: $MLFLOW_TRACKING_URI, else default
+        except ImportError as e:
+            raise ImportError(f"{_MISSING} ({e})") from e
+        except MlflowException as e:
+            raise _store_error(self.tracking_uri or mlflow.get_tracking_uri(), e) from e
+        # Inside the user's `with mlflow.start_run():` (and no store or experiment of our own): log to that run.
+        use_active = active is not None and self.tracking_uri is None and self.experiment is None
+        self.active_run_id = active.info.run_id if use_active else None
+        self.client = client
+        try:
+            name = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+            if name is None:
+                self.experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "0")  # MLflow's "Default"
+            else:
+                found = client.get_experiment_by_name(name)
+                self.experiment_id = found.experiment_id if found else client.create_experiment(name)
+        except MlflowException as e:
+            raise _store_error(client.tracking_uri, e) from e
+
+    def _start_run(self) -> None:
+        """Open this fit's run: the checkpoint's when resuming, else the user's active run, else a new one."""
+        self.started, self.n_logged = True, len(self.history)  # a resumed fit's earlier epochs are logged
+        if self.run_id is not None:  # set by a resume: the interrupted run carries on, params logged already
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        if self.active_run_id is not None:
+            self.run_id, self.owns_run = self.active_run_id, False  # its owner ends it
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags={"learnloop": "fit"})
+            self.run_id = run.info.run_id
+        self._log_params()
+
+    def _log_params(self) -> None:
+        from mlflow.entities import Param
+
+        params = {k: str(v) for k, v in self.run_params().items()}
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def run_params(self) -> dict[str, Any]:
+        """What this fit is: lr (the peak under one-cycle), bs, n_epoch, optimizer, model, loss, metrics,
+        schedule, callbacks, `hparams`."""
+        from .schedule import OneCycle, ParamScheduler, TorchScheduler
+
+        opt_hps = {f"opt.{name}": values[0] for name, values in self.hps.items() if name != "lr"}
+        scheds = [cb for cb in self.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
+        one_cycle = [cb.lr_max for cb in scheds if isinstance(cb, OneCycle)]
+        model = unwrap(self.model)
+        return {
+            "lr": one_cycle[0] if one_cycle else self.lr,  # the learner's lr is not what a one-cycle fit uses
+            "bs": batch_size_of(self.dls),
+            "n_epoch": self.n_epoch,
+            "optimizer": type(self.opt).__name__,
+            **opt_hps,
+            "model": type(model).__name__,
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "loss_func": metric_name(self.loss_func),
+            "metrics": ", ".join(metric_name(m) for m in self.metrics) or "none",
+            "schedule": ", ".join(_describe_sched(cb, OneCycle) for cb in scheds) or "none",
+            "callbacks": ", ".join(type(cb).__name__ for cb in sorted(self.cbs, key=lambda cb: cb.order)),
+            **self.hparams,
+        }
+
+    def _log_new_rows(self) -> None:
+        """The batch losses so far and each `learn.history` row not logged yet (step = its epoch), in one call."""
+        from mlflow.entities import Metric
+
+        values = []
+        if self._batch_losses:
+            losses = torch.stack([loss.float() for _, loss in self._batch_losses]).cpu().tolist()
+            values += [("batch_loss", loss, step) for (step, _), loss in zip(self._batch_losses, losses)]
+            self._batch_losses = []
+        for row in self.history[self.n_logged :]:
+            values += [(key, float(v), row["epoch"]) for key, v in row.items() if key != "epoch" and _is_number(v)]
+        self.n_logged = len(self.history)
+        now = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric(key, v, now, step) for key, v, step in values])
+
+    def _log_files(self) -> None:
+        """history.csv, loss.png and model.pt (the weights, for `learn.load`) as the run's artifacts."""
+        from ..plots import plot_loss
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            if self.history:
+                write_history_csv(self.history, folder / "history.csv")
+            recorder = getattr(self.learn, "recorder", None)
+            if recorder is not None and recorder.losses:
+                plot_loss(self.learn, folder / "loss.png", show=False)
+            self.learn.save(folder / "model.pt", with_opt=False)
+            self.client.log_artifacts(self.run_id, str(folder))
+
+
+def write_history_csv(history: list[dict], path: str | os.PathLike) -> Path:
+    """`learn.history` as a CSV file: a header with every key seen, one row per epoch."""
+    keys = list(dict.fromkeys(key for row in history for key in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(history)
+    return Path(path)
+
+
+def _store_error(uri: str, e: Any) -> ValueError:
+    return SettingError(f"MLflowCallback cannot use the tracking store {uri!r}: {str(e.message).strip()} Pass "
+                      f"tracking_uri= a store such as 'sqlite:///mlflow.db' or 'http://host:5000', or set "
+                      f"MLFLOW_TRACKING_URI.")  # fmt: skip
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _describe_sched(cb: Callback, one_cycle: type) -> str:
+    if isinstance(cb, one_cycle):
+        return f"OneCycle(lr_max={cb.lr_max:g}, pct_start={cb.pct_start:g})"
+    return type(cb).__name__

@@ -1,0 +1,110 @@
+"""SIGINT and SIGTERM sent mid-epoch to a real `learnloop fit`: it stops after the batch, saves OUT/last.ckpt,
+prints one line with the command that resumes, exits 130 / 143; that command ends bit for bit where an
+uninterrupted run ends. Output to a pipe is plain: no carriage returns, no colour codes, progress lines every
+--log-every seconds; errors are coloured on a terminal only, and never with NO_COLOR."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shlex
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+# 719 batches of 2 per epoch, about a second each on one thread: the signal, sent when the first progress line
+# (after 0.2 s) is read, lands well inside the epoch
+FIT = ("fit", "digits", "--epochs", "2", "--bs", "2", "--lr", "0.02", "--no-tensorboard", "--log-every", "0.2")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: bit-reproducible across processes
+
+
+def _command(learnloop_cmd: list[str], *args: object) -> list[str]:
+    return [*learnloop_cmd, *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def straight(learnloop_cmd, tmp_path_factory) -> Path:
+    """OUT of the same fit, never interrupted."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    result = subprocess.run(_command(learnloop_cmd, *FIT, "--out", out), capture_output=True, text=True,
+                            timeout=300, env=ENV)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "history.csv") as f:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+
+
+def _assert_plain(output: str, n_rows: int) -> None:
+    """Output to a pipe: no carriage returns or colour codes; progress lines and epoch rows, plain."""
+    assert "\r" not in output and "\x1b" not in output
+    lines = output.splitlines()
+    progress = [line for line in lines if re.match(r"epoch \d (train|valid): ", line)]
+    assert progress and all(re.fullmatch(r"epoch \d (train|valid): batch \d+/\d+, \d\d:\d\d", line)
+                            for line in progress)  # fmt: skip
+    rows = [line for line in lines if re.fullmatch(r"\d +\d\.\d{6} +\d\.\d{6} +\d\.\d{6} +\d\d:\d\d", line)]
+    assert len(rows) == n_rows, output
+
+
+def _interrupt(command: list[str], signum: int, cwd: Path) -> tuple[int, str, str]:
+    """Run `command`, send `signum` once it has printed its first progress line; (status, stdout, stderr)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=ENV)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if " train: batch " in line:
+            proc.send_signal(signum)
+            break
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, "".join(seen) + out, err
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_epoch_then_resume_ends_bit_for_bit_as_the_straight_run(learnloop_cmd, straight, tmp_path,
+                                                                             signum, status):
+    out = tmp_path / "run"
+    code, stdout, stderr = _interrupt(_command(learnloop_cmd, *FIT, "--out", out), signum, tmp_path)
+    assert code == status, stderr
+    assert "Traceback" not in stderr and not (out / "model.pt").exists()
+    name = signal.Signals(signum).name
+    last = stderr.strip().splitlines()[-1]
+    stop = re.fullmatch(rf"learnloop: {name} stopped the fit at epoch (\d+), batch (\d+)/(\d+); saved (\S+)\. "
+                        r"Resume with: (.+)", last)  # fmt: skip
+    assert stop, stderr
+    epoch, it, n = map(int, stop.groups()[:3])
+    assert 0 < it < n == 719 and Path(stop[4]) == out / "last.ckpt"  # mid-epoch
+    state = torch.load(out / "last.ckpt", weights_only=True)
+    assert (state["epoch"], state["iter"]) == (epoch, it)
+
+    again = shlex.split(stop[5])
+    assert again[0] == "learnloop" and again[-1] == "--resume"
+    result = subprocess.run([*learnloop_cmd, *again[1:]], capture_output=True, text=True, timeout=300, env=ENV,
+                            cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"learnloop: resuming {out / 'last.ckpt'} at epoch {epoch}, batch {it}/719" in result.stdout
+    _assert_plain(stdout + stderr + result.stdout + result.stderr, n_rows=2 - epoch)
+    expected, resumed = (torch.load(o / "model.pt", weights_only=True)["model"] for o in (straight, out))
+    assert expected.keys() == resumed.keys() and all(torch.equal(expected[k], resumed[k]) for k in expected)
+    assert _rows(out) == _rows(straight)
+
+
+@pytest.mark.parametrize("no_color", [None, "1"])
+def test_errors_are_red_on_a_terminal_unless_no_color(learnloop_cmd, tmp_path, no_color):
+    import pty
+
+    main_fd, term = pty.openpty()  # a terminal for stderr
+    env = {**ENV, "TERM": "xterm", **({"NO_COLOR": no_color} if no_color else {})}
+    env.pop("NO_COLOR", None) if no_color is None else None
+    proc = subprocess.run(_command(learnloop_cmd, "fit", "digits", "--epochs", "0"), stderr=term, env=env,
+                          timeout=300)  # fmt: skip
+    os.close(term)
+    err = os.read(main_fd, 4096).decode()
+    os.close(main_fd)
+    assert proc.returncode == 2 and "argument --epochs: must be at least 1" in err
+    assert ("\x1b[1;31merror:\x1b[0m" in err) == (no_color is None)
