@@ -1,11 +1,11 @@
 """Write a folder of camera-size JPEG "photos", each a drawn digit (the class) on a photo-like background.
 
 Run: `python benchmarks/digit_photos.py ROOT [--n 4000] [--seed 0]` writes ROOT/train/<digit>/*.jpg and
-ROOT/val/<digit>/*.jpg (every 6th image of each digit in val), each image's shorter side 160-500 px, 4:3 to 16:9 either way up.
-The digit (one of several DejaVu fonts that ship with matplotlib, 35-70% of the shorter side, tilted, at a
-random place in the central square, light on dark or dark on light in a random hue) sits on a background of smooth colour gradients, blurred
-shapes and sensor-like noise, so a model must find it rather than read the pixel statistics.
-"""
+ROOT/val/<digit>/*.jpg (every 6th image of each digit in val), each image's shorter side 160-500 px, 4:3 to
+16:9 either way up. The digit (one of several DejaVu fonts that ship with matplotlib, 35-70% of the shorter
+side, tilted, at a random place in the central square, light on dark or dark on light in a random hue) sits on
+a background of smooth colour gradients, blurred shapes and sensor-like noise, so a model must find it rather
+than read the pixel statistics."""
 
 from __future__ import annotations
 

@@ -188,7 +188,8 @@ def test_resume_refuses_another_model_or_batch_size(run_learnloop, run_copy):
 
 def test_resume_refuses_other_data(capsys, run_copy, tmp_path):
     image_folder(tmp_path / "imgs", ["cat", "dog"], ["cat", "dog"])
-    line = main_error(capsys, "fit", str(tmp_path / "imgs"), "--bs", "128", "--out", str(run_copy), "--resume")
+    line = main_error(capsys, "fit", str(tmp_path / "imgs"), "--bs", "128", "--arch", "simple_cnn",
+                      "--out", str(run_copy), "--resume")  # the run's arch: only the data differs
     assert f"with dataset='digits', but this run has dataset='{(tmp_path / 'imgs').resolve()}':" in line
 
 

@@ -54,7 +54,8 @@ def check_decoder(decoder: str) -> None:
 def _scale_box(box: Box, w: int, h: int, new_w: int, new_h: int) -> Box:
     """`box` of a `w` x `h` image in the same image scaled to `new_w` x `new_h`, clamped inside it."""
     sx, sy = new_w / w, new_h / h  # float rounding must not put an edge a hair outside: Pillow refuses that
-    return (max(0.0, box[0] * sx), max(0.0, box[1] * sy), min(float(new_w), box[2] * sx), min(float(new_h), box[3] * sy))
+    return (max(0.0, box[0] * sx), max(0.0, box[1] * sy),
+            min(float(new_w), box[2] * sx), min(float(new_h), box[3] * sy))
 
 
 def _min_decoded_size(box: Box, w: int, h: int, size: tuple[int, int]) -> tuple[int, int]:
@@ -128,7 +129,8 @@ class Augment:
             raise ValueError(f"Augment(scale=...) is the range of crop areas as fractions of the image, "
                              f"0 < low <= high <= 1; got {self.scale}.")
         if not 0 < self.ratio[0] <= self.ratio[1]:
-            raise ValueError(f"Augment(ratio=...) is the range of crop aspect ratios, 0 < low <= high; got {self.ratio}.")
+            raise ValueError(f"Augment(ratio=...) is the range of crop aspect ratios, 0 < low <= high; "
+                             f"got {self.ratio}.")
         for name in ("brightness", "contrast", "saturation"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"Augment({name}=...) is a jitter strength in [0, 1), got {getattr(self, name)}.")
