@@ -52,9 +52,16 @@ def _assert_plain(output: str, n_rows: int) -> None:
     assert len(rows) == n_rows, output
 
 
+def _sigint_by_default() -> None:
+    """In the child before exec: SIGINT acts as from a terminal, even when this run has it ignored (a job started
+    with `&` ignores it, and learnloop then rightly leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(command: list[str], signum: int, cwd: Path) -> tuple[int, str, str]:
     """Run `command`, send `signum` once it has printed its first progress line; (status, stdout, stderr)."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=ENV)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=ENV,
+                            preexec_fn=_sigint_by_default)
     seen = []
     for line in proc.stdout:
         seen.append(line)

@@ -32,6 +32,15 @@ class Signal(Callback):
         self.steps += 1
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_in_a_terminal():
+    """Ctrl-C raises KeyboardInterrupt here even when pytest was started with SIGINT ignored (a job run with `&`),
+    which learnloop would rightly leave ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def learner(digits_tensors, make_mlp):
     def make() -> Learner:
