@@ -469,3 +469,15 @@ def test_validate_and_get_preds_run_the_loops_validation_phase_with_their_cbs(ma
     assert results["accuracy"] == pytest.approx(accuracy(preds, targets).item())
     assert results["loss"] == pytest.approx(learn.history[-1]["valid_loss"])
     assert torch.equal(targets, torch.cat([yb for _, yb in learn.dls.valid]))
+
+
+def test_remove_cbs_returns_a_function_that_puts_them_back_in_their_places():
+    a, b, c = EventLog(), EventLog(), EventLog()
+    learn = tiny_learner([a, b, c])
+    before = list(learn.cbs)
+    put_back = learn.remove_cbs([c, a])
+    assert a not in learn.cbs and c not in learn.cbs
+    learn.fit(1)
+    assert a.events == [] and b.events
+    put_back()
+    assert learn.cbs == before and learn.event_log is c  # the last one added under a name owns it, as before

@@ -80,25 +80,33 @@ class Learner:
         self.hps.update(read_hps(self.opt))
 
     # -- callbacks ---------------------------------------------------------------------------
-    def add_cbs(self, cbs: Iterable, check: bool = True) -> list[Callback]:
-        """Add callbacks (learnloop's or Keras-style objects; `check`: warn of misspelled events); return them."""
+    def add_cbs(self, cbs: Iterable) -> list[Callback]:
+        """Add callbacks (learnloop's or Keras-style objects); return them as learnloop callbacks."""
         added = [as_callback(cb) for cb in cbs]
         for cb in added:
-            if check:
-                warn_unknown_events(cb)
+            warn_unknown_events(cb)
             cb.learn = self
             setattr(self, cb.name, cb)
             self.cbs.append(cb)
         self._resolve_dispatch()
         return added
 
-    def remove_cbs(self, cbs: Iterable[Callback]) -> None:
-        """Remove callbacks added earlier."""
-        for cb in cbs:
+    def remove_cbs(self, cbs: Iterable[Callback]) -> Callable[[], None]:
+        """Remove callbacks added earlier; returns a function that puts them back in their places."""
+        places = sorted((self.cbs.index(cb), cb) for cb in cbs)
+        for _, cb in places:
             self.cbs.remove(cb)
             if getattr(self, cb.name, None) is cb:
                 delattr(self, cb.name)
         self._resolve_dispatch()
+
+        def put_back() -> None:
+            for i, cb in places:  # ascending: each lands where it was, the earlier ones back in place
+                self.cbs.insert(i, cb)
+                setattr(self, cb.name, cb)
+            self._resolve_dispatch()
+
+        return put_back
 
     @contextmanager
     def added_cbs(self, cbs: Iterable | None):

@@ -255,6 +255,7 @@ class KerasCallback(Callback):
 
     order = 70
     during_lr_find = False  # Keras callbacks log and stop training; Keras has no lr finder for them to expect
+    _put_back_guards: Callable[[], None] | None = None  # set while a Keras TerminateOnNaN stands in for ours
 
     def __init__(self, obj: Any):
         for name, instead in _REFUSED.items():
@@ -321,11 +322,9 @@ class KerasCallback(Callback):
             return
         self.keras_model.stop_training = False
         # Keras's TerminateOnNaN stops as Keras does (after the epoch); learnloop's guard would cancel first.
-        self._guards = [cb for cb in self.learn.cbs if isinstance(cb, NaNGuard)]
-        if self._guards and any(_is_keras(obj, "TerminateOnNaN") for obj in self._objs):
-            self.learn.remove_cbs(self._guards)
-        else:
-            self._guards = []
+        guards = [cb for cb in self.learn.cbs if isinstance(cb, NaNGuard)]
+        if guards and any(_is_keras(obj, "TerminateOnNaN") for obj in self._objs):
+            self._put_back_guards = self.learn.remove_cbs(guards)
         self._fire("on_train_begin")
 
     def before_epoch(self):
@@ -354,8 +353,9 @@ class KerasCallback(Callback):
     def after_fit(self):
         if self._hooks is None:
             return
-        if self._guards:
-            self.learn.add_cbs(self._guards)
+        if self._put_back_guards is not None:
+            self._put_back_guards()
+            self._put_back_guards = None
         if self.learn.error is None:  # Keras skips on_train_end when the fit raised
             self._fire("on_train_end", logs=dict(self._epoch_logs))
         self._hooks = None

@@ -179,13 +179,11 @@ def lr_find(
     grads = [None if p.grad is None else p.grad.clone() for p in learn.model.parameters()]
     modes = [m.training for m in learn.model.modules()]
     progress = (learn.n_epoch, learn.epoch, learn.iter, learn.train_iter, learn.n_train_iter)
-    cbs = list(learn.cbs)
-    learn.remove_cbs([cb for cb in cbs if not cb.during_lr_find])
+    put_back = learn.remove_cbs([cb for cb in learn.cbs if not cb.during_lr_find])
     try:
         learn.fit(n_epoch, cbs=[finder])
     finally:
-        learn.remove_cbs(list(learn.cbs))
-        learn.add_cbs(cbs, check=False)  # back in their places
+        put_back()
         load_training_state(learn, saved)
         for p, g in zip(learn.model.parameters(), grads):
             p.grad = g
