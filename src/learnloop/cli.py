@@ -308,7 +308,7 @@ def image_folder_loaders(args: argparse.Namespace):
 
 def make_model(arch: str, in_channels: int, n_classes: int):
     """A model by name: `simple_cnn` (learnloop's from-scratch CNN), `bn_cnn` (conv-BN-ReLU) or `image_cnn`
-    (a wider, deeper conv-BN-ReLU for colour photos)."""
+    (a wider, deeper conv-BN-ReLU with max pools, for colour photos)."""
     from . import nn
 
     if arch == "simple_cnn":
