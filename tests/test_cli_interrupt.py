@@ -58,14 +58,15 @@ def _sigint_by_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _interrupt(command: list[str], signum: int, cwd: Path) -> tuple[int, str, str]:
-    """Run `command`, send `signum` once it has printed its first progress line; (status, stdout, stderr)."""
+def _interrupt(command: list[str], signum: int, cwd: Path, when: str = " train: batch ") -> tuple[int, str, str]:
+    """Run `command`, send `signum` once it prints a line with `when` (by default its first progress line);
+    (status, stdout, stderr)."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=ENV,
                             preexec_fn=_sigint_by_default)
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if " train: batch " in line:
+        if when in line:
             proc.send_signal(signum)
             break
     out, err = proc.communicate(timeout=300)
@@ -115,3 +116,34 @@ def test_errors_are_red_on_a_terminal_unless_no_color(learnloop_cmd, tmp_path, n
     os.close(main_fd)
     assert proc.returncode == 2 and "argument --epochs: must be at least 1" in err
     assert ("\x1b[1;31merror:\x1b[0m" in err) == (no_color is None)
+
+
+def test_a_signal_after_training_waits_for_the_results(tmp_path, monkeypatch, capsys):
+    from learnloop import Learner
+    from learnloop.cli import main
+
+    save = Learner.save
+
+    def save_then_signal(self, path, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the results are being written
+        return save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Learner, "save", save_then_signal)
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)  # unlatched, it raises instead of killing pytest
+    try:
+        assert main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "run")]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert "SIGTERM came after training had finished; the results above were written in full" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)["model"]
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+
+
+def test_a_signal_once_everything_is_written_changes_nothing(learnloop_cmd, tmp_path):
+    # after its last line the process still spends up to a second in torch's teardown, where a signal used to end
+    # it with status -2 and no word
+    command = _command(learnloop_cmd, "fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", tmp_path / "r")
+    status, out, err = _interrupt(command, signal.SIGINT, tmp_path, when="learnloop: wrote ")
+    assert (status, err) in ((0, ""), (130, "learnloop: SIGINT received: writing the results first (send it again "
+                                             "to abort now).\nlearnloop: SIGINT came after training had finished; "
+                                             "the results above were written in full.\n")), (status, err)

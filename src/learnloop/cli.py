@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -143,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"learnloop: {_interrupted(e, args, argv)}", file=sys.stderr, flush=True)
             return 128 + getattr(e, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+
+
+def entry() -> None:
+    """The console script: `main`, then an exit that a late Ctrl-C can't turn into a silent kill."""
+    status = main()
+    # Everything is written; torch's teardown still takes up to a second, and a signal there would end the
+    # process with no word and status -2 instead of this one.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(status)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -339,15 +350,22 @@ def run_fit(args: argparse.Namespace) -> int:
         say(f"learnloop: resuming {resume.path} at epoch {epoch}, batch {it}/{len(learn.dls.train)}", flush=True)
     cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard) + tracking
     fit_with_schedule(learn, args, cbs, meta=meta, resume=resume)
-    learn.save(out / "model.pt")
-    if learn.recorder.losses and is_main():
-        learn.recorder.plot_loss(out / "loss.png")
-    say(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
-    if args.tensorboard:
-        say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
-    for cb in tracking if is_main() else []:  # other ranks never connect
-        say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri {cb.client.tracking_uri} "
-            f"(the UI is in the full `pip install mlflow`)")
+    from .callbacks.interrupt import SignalLatch
+
+    with SignalLatch(then="writing the results first") as late:  # a moment's work: a Ctrl-C now waits for it
+        learn.save(out / "model.pt")
+        if learn.recorder.losses and is_main():
+            learn.recorder.plot_loss(out / "loss.png")
+        say(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
+        if args.tensorboard:
+            say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
+        for cb in tracking if is_main() else []:  # other ranks never connect
+            say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri "
+                f"{cb.client.tracking_uri} (the UI is in the full `pip install mlflow`)")
+    if late.received is not None:
+        print(f"learnloop: {signal.Signals(late.received).name} came after training had finished; the results above "
+              f"were written in full.", file=sys.stderr, flush=True)
+        return 128 + late.received
     return 0
 
 

@@ -12,6 +12,7 @@ import torch
 
 from learnloop import Callback, FitInterrupted, Learner, load_checkpoint
 from learnloop.callbacks import Checkpoint
+from learnloop.callbacks.interrupt import SignalLatch
 from learnloop.data import ArrayDataset, DataLoader, DataLoaders
 
 
@@ -126,3 +127,13 @@ def test_handlers_are_left_alone_outside_the_main_thread(learner):
     thread.start()
     thread.join()
     assert seen and all(handler == before for handler in seen)
+
+
+def test_a_signal_latch_holds_the_first_signal_and_lets_a_second_abort():
+    before = signal.getsignal(signal.SIGTERM)
+    with SignalLatch(then="finishing") as latch:
+        os.kill(os.getpid(), signal.SIGTERM)  # noted, not acted on: this process is still here
+        assert latch.received == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGINT) is signal.default_int_handler

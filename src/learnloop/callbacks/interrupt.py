@@ -62,26 +62,17 @@ class GracefulInterrupt(Callback):
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
         self.signals = tuple(signals)
-        self.received: int | None = None  # the first signal of this fit
-        self._previous: dict[int, Any] = {}
+        self.latch = SignalLatch(self.signals, then="stopping after this batch")
+
+    @property
+    def received(self) -> int | None:
+        """The first signal of this fit, or None."""
+        return self.latch.received
 
     def before_fit(self):
-        self.received, self._previous = None, {}
-        if threading.current_thread() is not threading.main_thread() or is_distributed():
-            return
-        for signum in self.signals:
-            handler = signal.getsignal(signum)
-            if handler is signal.SIG_IGN:  # e.g. SIGINT in a background job (`cmd &`): leave it ignored
-                continue
-            self._previous[signum] = handler
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        _notice(f"learnloop: {signal.Signals(signum).name} received: stopping after this batch "
-                f"(send it again to abort now).\n")
-        for s in self._previous:  # the next signal of either kind raises KeyboardInterrupt at once
-            signal.signal(s, signal.default_int_handler)
+        self.latch.received = None
+        if threading.current_thread() is threading.main_thread() and not is_distributed():
+            self.latch.install()
 
     def after_batch(self):
         if self.received is None or not self.training:
@@ -106,9 +97,44 @@ class GracefulInterrupt(Callback):
                              len(self.dls.train))
 
     def after_fit(self):
+        self.latch.restore()
+
+
+class SignalLatch:
+    """Notes the first of `signals` instead of acting on it (saying it will `then`), and makes the next one raise
+    `KeyboardInterrupt` at once, so a second Ctrl-C still aborts. `install` it in the main thread, `restore` the
+    previous handlers after; also a context manager. Signals the process ignores (`cmd &`) stay ignored."""
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM), then: str = "finishing first"):
+        self.signals, self.then = tuple(signals), then
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> SignalLatch:
+        self.received = None
+        for signum in self.signals:
+            handler = signal.getsignal(signum)
+            if handler is signal.SIG_IGN:
+                continue
+            self._previous[signum] = handler
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        _notice(f"learnloop: {signal.Signals(signum).name} received: {self.then} (send it again to abort now).\n")
+        for s in self._previous:
+            signal.signal(s, signal.default_int_handler)
+
+    def restore(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+    __enter__ = install
+
+    def __exit__(self, *exc: Any) -> None:
+        self.restore()
 
 
 def _notice(text: str) -> None:
