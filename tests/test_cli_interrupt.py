@@ -118,22 +118,31 @@ def test_errors_are_red_on_a_terminal_unless_no_color(learnloop_cmd, tmp_path, n
     assert ("\x1b[1;31merror:\x1b[0m" in err) == (no_color is None)
 
 
-def test_a_signal_after_training_waits_for_the_results(tmp_path, monkeypatch, capsys):
-    from learnloop import Learner
-    from learnloop.cli import main
+@pytest.mark.parametrize("when", ["last validation", "writing"])
+def test_a_signal_after_training_waits_for_the_results(tmp_path, monkeypatch, capsys, when):
+    from learnloop import Callback, Learner, cli
 
-    save = Learner.save
+    def signal_me():
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    def save_then_signal(self, path, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)  # while the results are being written
-        return save(self, path, *args, **kwargs)
+    class InLastValidation(Callback):
+        def after_pred(self):
+            if not self.training and self.epoch == self.n_epoch - 1 and self.iter == 0:
+                signal_me()  # the fit stops at the end of this epoch: there is nothing left to train
 
-    monkeypatch.setattr(Learner, "save", save_then_signal)
+    if when == "writing":
+        save = Learner.save
+        monkeypatch.setattr(Learner, "save", lambda self, *a, **k: (signal_me(), save(self, *a, **k))[1])
+    else:
+        fit = cli.fit_with_schedule
+        monkeypatch.setattr(cli, "fit_with_schedule", lambda learn, args, cbs, **k: fit(learn, args, [
+            *cbs, InLastValidation()], **k))
     before = signal.signal(signal.SIGTERM, signal.default_int_handler)  # unlatched, it raises instead of killing pytest
     try:
-        assert main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "run")]) == 143
+        status = cli.main(["fit", "digits", "--epochs", "2", "--no-tensorboard", "--out", str(tmp_path / "run")])
     finally:
         signal.signal(signal.SIGTERM, before)
+    assert status == 143, capsys.readouterr().err
     assert "SIGTERM came after training had finished; the results above were written in full" in capsys.readouterr().err
     assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)["model"]
     assert (tmp_path / "run" / "loss.png").stat().st_size > 0

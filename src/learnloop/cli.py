@@ -349,9 +349,15 @@ def run_fit(args: argparse.Namespace) -> int:
         epoch, it = resume.position
         say(f"learnloop: resuming {resume.path} at epoch {epoch}, batch {it}/{len(learn.dls.train)}", flush=True)
     cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard) + tracking
-    fit_with_schedule(learn, args, cbs, meta=meta, resume=resume)
-    from .callbacks.interrupt import SignalLatch
+    from .callbacks.interrupt import FitInterrupted, SignalLatch
 
+    try:
+        fit_with_schedule(learn, args, cbs, meta=meta, resume=resume)
+        finished_by = None
+    except FitInterrupted as e:  # stopped at the end of the last epoch: nothing was left to train
+        if e.position != (args.epochs, 0):
+            raise
+        finished_by = e.signum
     with SignalLatch(then="writing the results first") as late:  # a moment's work: a Ctrl-C now waits for it
         learn.save(out / "model.pt")
         if learn.recorder.losses and is_main():
@@ -362,10 +368,11 @@ def run_fit(args: argparse.Namespace) -> int:
         for cb in tracking if is_main() else []:  # other ranks never connect
             say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri "
                 f"{cb.client.tracking_uri} (the UI is in the full `pip install mlflow`)")
-    if late.received is not None:
-        print(f"learnloop: {signal.Signals(late.received).name} came after training had finished; the results above "
+    signum = finished_by or late.received
+    if signum is not None:
+        print(f"learnloop: {signal.Signals(signum).name} came after training had finished; the results above "
               f"were written in full.", file=sys.stderr, flush=True)
-        return 128 + late.received
+        return 128 + signum
     return 0
 
 
