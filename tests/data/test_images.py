@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 
 from learnloop.data import Augment, DataLoader, ImageFolder, Normalize, ToFloat, image_folder_split
 from learnloop.data import images
@@ -58,6 +58,36 @@ def test_decoders_agree_and_pillow_serves_without_simplejpeg(tmp_path, monkeypat
     assert np.array_equal(np.asarray(images.decode_image(str(path), (48, 48)), np.float32), pil)
     with pytest.raises(ImportError, match=r"learnloop\[jpeg\]"):
         ImageFolder(photo_folder, decoder="simplejpeg")
+
+
+def exif_jpeg(a: np.ndarray, orientation: int, byte_order: bytes = b"II") -> bytes:
+    """A JPEG of `a` with an EXIF APP1 segment holding only Orientation, in either TIFF byte order."""
+    order = "little" if byte_order == b"II" else "big"
+    u16, u32 = (lambda v: v.to_bytes(2, order)), (lambda v: v.to_bytes(4, order))
+    tiff = byte_order + u16(42) + u32(8) + u16(1) + u16(0x0112) + u16(3) + u32(1) + u16(orientation) + u16(0) + u32(0)
+    app1 = b"Exif\0\0" + tiff
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=95)
+    jpeg = buf.getvalue()
+    return jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_photos_are_read_upright_as_exif_orientation_says(tmp_path, decoder, orientation):
+    quadrant_jpeg(tmp_path / "q.jpg", 160, 96)  # a phone stores a portrait photo as landscape plus an EXIF tag
+    stored = np.asarray(Image.open(tmp_path / "q.jpg"))
+    for byte_order in (b"II", b"MM"):
+        data = exif_jpeg(stored, orientation, byte_order)
+        (tmp_path / "o.jpg").write_bytes(data)
+        assert images.jpeg_orientation(data) == Image.open(tmp_path / "o.jpg").getexif()[0x0112] == orientation
+    upright = ImageOps.exif_transpose(Image.open(tmp_path / "o.jpg"))
+    want = np.asarray(upright.resize((24, 24), Image.BILINEAR, box=images.centre_box(*upright.size, 1.0)), np.float32)
+    got = np.asarray(images.decode_image(str(tmp_path / "o.jpg"), (24, 24), decoder=decoder), np.float32)
+    assert np.abs(got - want).mean() < 4  # the same picture, the same way up (a wrong turn is off by ~100)
+    full = images.decode_image(str(tmp_path / "o.jpg"), (30, 20), decoder=decoder, box_for=lambda w, h: (0, 0, w, h))
+    assert full.size == (20, 30) and np.abs(np.asarray(full, np.float32) - np.asarray(
+        upright.resize((20, 30), Image.BILINEAR), np.float32)).mean() < 4
 
 
 @settings(max_examples=300, deadline=None)

@@ -64,26 +64,70 @@ def _min_decoded_size(box: Box, w: int, h: int, size: tuple[int, int]) -> tuple[
     return min(w, math.ceil(w * f)), min(h, math.ceil(h * f))
 
 
+# EXIF Orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose does)
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF Orientation (1-8) in a JPEG's bytes, 1 when it has none: read from the APP1 segment's first IFD."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:  # start of scan: the metadata segments all come before it
+            break
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            tiff = data[i + 10:i + 2 + length]
+            order = "little" if tiff[:2] == b"II" else "big"
+            ifd = int.from_bytes(tiff[4:8], order)
+            for k in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+                entry = tiff[ifd + 2 + 12 * k:ifd + 14 + 12 * k]
+                if int.from_bytes(entry[:2], order) == 0x0112:
+                    value = int.from_bytes(entry[8:10], order)
+                    return value if 1 <= value <= 8 else 1
+            return 1
+        i += 2 + length
+    return 1
+
+
+def _crop_resize(decode: Callable[[tuple[int, int]], Image.Image], w: int, h: int, orientation: int,
+                 size: tuple[int, int], box_for: Callable[[int, int], Box]) -> Image.Image:
+    """Crop `box_for` of the upright image and resize it to `size`, from a `w` x `h` JPEG stored in `orientation`:
+    `decode(min_wh)` decodes it at a DCT scale keeping at least `min_wh` (width, height) of the stored image."""
+    turned = orientation >= 5  # stored on its side: the upright image is h x w
+    uw, uh = (h, w) if turned else (w, h)
+    box = box_for(uw, uh)
+    min_w, min_h = _min_decoded_size(box, uw, uh, size)
+    im = decode((min_h, min_w) if turned else (min_w, min_h))
+    if orientation in UPRIGHT:  # turned after the DCT scaling: on the small image, not the full one
+        im = im.transpose(UPRIGHT[orientation])
+    return im.resize(size[::-1], Image.BILINEAR, box=_scale_box(box, uw, uh, im.width, im.height))
+
+
 def _decode_simplejpeg(data: bytes, size: tuple[int, int], mode: str,
                        box_for: Callable[[int, int], Box]) -> Image.Image | None:
     """The crop, resized, through simplejpeg (libjpeg-turbo, any M/8 DCT scale); None when it can't (CMYK...)."""
     sj = _simplejpeg()
+
+    def decode(min_wh: tuple[int, int]) -> Image.Image:
+        a = sj.decode_jpeg(data, colorspace="GRAY" if mode == "L" else "RGB", min_width=min_wh[0],
+                           min_height=min_wh[1])
+        return Image.fromarray(a[..., 0] if mode == "L" else a)
+
     try:
         h, w = sj.decode_jpeg_header(data)[:2]
-        box = box_for(w, h)
-        min_w, min_h = _min_decoded_size(box, w, h, size)
-        a = sj.decode_jpeg(data, colorspace="GRAY" if mode == "L" else "RGB", min_height=min_h, min_width=min_w)
+        return _crop_resize(decode, w, h, jpeg_orientation(data), size, box_for)
     except ValueError:  # a JPEG libjpeg-turbo can't convert (CMYK, 12-bit): Pillow reads those
         return None
-    im = Image.fromarray(a[..., 0] if mode == "L" else a)
-    return im.resize(size[::-1], Image.BILINEAR, box=_scale_box(box, w, h, a.shape[1], a.shape[0]))
 
 
 def decode_image(path: str, size: tuple[int, int], mode: str = "RGB",
                  box_for: Callable[[int, int], Box] | None = None, decoder: str = "auto") -> Image.Image:
-    """The image at `path` in `mode`, cropped to `box_for(w, h)` (default: the centred box of the target aspect)
-    and resized to `size` (H, W), in one resize. JPEGs are decoded at the smallest DCT scale that still covers the
-    crop at `size` (simplejpeg when installed and `decoder` allows, else Pillow's `draft`)."""
+    """The image at `path` in `mode`, upright (EXIF orientation applied, as a photo viewer shows it), cropped to
+    `box_for(w, h)` (default: the centred box of the target aspect) and resized to `size` (H, W), in one resize.
+    JPEGs are decoded at the smallest DCT scale that still covers the crop at `size` (simplejpeg when installed and
+    `decoder` allows, else Pillow's `draft`)."""
     box_for = box_for or (lambda w, h: centre_box(w, h, size[1] / size[0]))
     if decoder != "pillow" and mode in ("RGB", "L") and _simplejpeg() is not None:
         with open(path, "rb") as f:
@@ -93,13 +137,13 @@ def decode_image(path: str, size: tuple[int, int], mode: str = "RGB",
             if im is not None:
                 return im
     with Image.open(path) as im:
-        w, h = im.size
-        box = box_for(w, h)
-        if im.format == "JPEG":  # libjpeg's DCT scaling by 1/2, 1/4 or 1/8: less to decode and to resize
-            im.draft("L" if mode == "L" else "RGB", _min_decoded_size(box, w, h, size))
-        if im.mode != mode:
-            im = im.convert(mode)
-        return im.resize(size[::-1], Image.BILINEAR, box=_scale_box(box, w, h, *im.size))
+
+        def decode(min_wh: tuple[int, int]) -> Image.Image:
+            if im.format == "JPEG":  # libjpeg's DCT scaling by 1/2, 1/4 or 1/8: less to decode and to resize
+                im.draft("L" if mode == "L" else "RGB", min_wh)
+            return im if im.mode == mode else im.convert(mode)
+
+        return _crop_resize(decode, *im.size, im.getexif().get(0x0112, 1), size, box_for)
 
 
 def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
