@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,14 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "make_model", broken)
     with pytest.raises(RuntimeError, match="a bug in learnloop"):
         cli.main([*FIT, "--out", str(tmp_path / "o")])
+
+
+def test_a_closed_output_pipe_stops_with_one_line(learnloop_cmd, tmp_path):
+    # `learnloop fit ... | head -2`: once head exits, stdout's writes fail; stop as a Unix tool does, no traceback
+    proc = subprocess.Popen([*learnloop_cmd, "fit", "digits", "--epochs", "3", "--out", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and first.startswith("learnloop: training simple_cnn")
+    assert err == "learnloop: stopped: standard output was closed (the reader of its pipe ended).\n"

@@ -139,11 +139,25 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             _print_error(str(e))
             return USER_ERROR
+        except BrokenPipeError:  # stdout's reader has gone (`learnloop fit ... | head`): stop, as Unix tools do
+            if debug:
+                raise
+            _silence_stdout()
+            print("learnloop: stopped: standard output was closed (the reader of its pipe ended).", file=sys.stderr)
+            return 128 + signal.SIGPIPE
         except KeyboardInterrupt as e:  # FitInterrupted (a clean stop) or an abort
             if debug:
                 raise
             print(f"learnloop: {_interrupted(e, args, argv)}", file=sys.stderr, flush=True)
             return 128 + getattr(e, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that writing or flushing what is left of it can't raise again at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (pytest's capture, a notebook)
+        pass
 
 
 def entry() -> None:
@@ -391,25 +405,6 @@ def _resume(ckpt: Path, meta: dict[str, Any]):
     return Resume(ckpt, meta=meta)
 
 
-def FirstBatchClock():  # noqa: N802 - builds a callback; the class needs the (lazily imported) Callback base
-    """A callback that prints how long the command took to reach its first training batch."""
-    from .callbacks.core import Callback
-
-    class _FirstBatchClock(Callback):
-        order, main_only = -100, True
-
-        def __init__(self):
-            self.done = False
-
-        def before_batch(self):
-            if self.learn.training and not self.done:
-                self.done = True
-                print(f"learnloop: first batch {time.perf_counter() - START:.2f} s after start "
-                      f"(imports, data, model, loggers)", flush=True)
-
-    return _FirstBatchClock()
-
-
 def mlflow_cbs(args: argparse.Namespace) -> list:
     """`--mlflow [URI]`: an `MLflowCallback` with the flags as params; none without the flag."""
     if args.mlflow is None:
@@ -432,10 +427,11 @@ def fit_with_schedule(learn, args: argparse.Namespace, cbs: list, meta: dict[str
     """Fit for `args.epochs` under the schedule `args.sched`, checkpointing to OUT/last.ckpt (with `meta`);
     `resume`, a `Resume` callback, continues from a checkpoint."""
     from .callbacks import Checkpoint
+    from .callbacks.progress import FirstBatchClock
 
     ckpt = Checkpoint(args.out / "last.ckpt", every_n_batches=args.ckpt_every, meta=meta)
     cbs = [*cbs, *schedule_cbs(args.sched, args.lr, args.epochs), ckpt, *([resume] if resume else []),
-           FirstBatchClock()]
+           FirstBatchClock(START, "learnloop: first batch {:.2f} s after start (imports, data, model, loggers)")]
     learn.fit(args.epochs, lr=args.lr, cbs=cbs)
 
 

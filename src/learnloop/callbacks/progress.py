@@ -106,6 +106,21 @@ class ProgressCallback(Callback):
             self.view = None
 
 
+class FirstBatchClock(Callback):
+    """Prints how long it took from `start` (a `time.perf_counter()`) to the fit's first training batch:
+    `message` formatted with the seconds."""
+
+    order, main_only = -100, True
+
+    def __init__(self, start: float, message: str = "first batch {:.2f} s after start"):
+        self.start, self.message, self.done = start, message, False
+
+    def before_batch(self):
+        if self.learn.training and not self.done:
+            self.done = True
+            print(self.message.format(time.perf_counter() - self.start), flush=True)
+
+
 class TextView:
     """Terminal and log output: a tqdm bar per phase (without one, a plain line every `every` seconds) and one
     aligned text line per epoch."""
