@@ -11,6 +11,7 @@ import re
 import shlex
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,14 @@ def test_a_signal_once_everything_is_written_changes_nothing(learnloop_cmd, tmp_
     assert (status, err) in ((0, ""), (130, "learnloop: SIGINT received: writing the results first (send it again "
                                              "to abort now).\nlearnloop: SIGINT came after training had finished; "
                                              "the results above were written in full.\n")), (status, err)
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.5])
+def test_a_signal_during_start_up_aborts_in_one_line(learnloop_cmd, tmp_path, delay):
+    # while torch is still importing: the handler must not import it again (that crashed, or printed a traceback)
+    proc = subprocess.Popen(_command(learnloop_cmd, "fit", "digits", "--out", tmp_path / "r"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_sigint_by_default)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.endswith("learnloop: aborted.\n") and "Traceback" not in err, (out, err)

@@ -181,8 +181,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]) -> str:
     """The line an interrupted command prints: where it stopped and how to resume."""
-    from .callbacks import FitInterrupted
-
+    # Never an import here: a Ctrl-C during the start-up imports lands here with torch half-imported, and importing
+    # it again crashes. A FitInterrupted can only come once its module is loaded.
+    FitInterrupted = getattr(sys.modules.get("learnloop.callbacks.interrupt"), "FitInterrupted", ())  # noqa: N806
     if args.command != "fit":
         return f"{getattr(e, 'signal_name', 'SIGINT')} stopped {args.command}; nothing was written."
     ckpt = e.checkpoint if isinstance(e, FitInterrupted) else args.out and Path(args.out) / "last.ckpt"

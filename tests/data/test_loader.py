@@ -287,3 +287,18 @@ def test_prefetch_bounds_the_batches_in_flight(prefetch):
         it.close()
     with pytest.raises(ValueError, match="prefetch must be"):
         DataLoader(ds, 4, prefetch=0)
+
+
+class SigintHandlers:
+    """Each sample: 1 when its process ignores SIGINT, else 0."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.tensor(int(signal.getsignal(signal.SIGINT) is signal.SIG_IGN))
+
+
+def test_workers_leave_ctrl_c_to_the_main_process():
+    # a terminal's Ctrl-C reaches every process of the job; only the main one may act on it
+    assert torch.cat(list(DataLoader(SigintHandlers(), 4, n_workers=2))).tolist() == [1] * 8

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import pickle
+import signal
 import sys
 import traceback
 import weakref
@@ -103,6 +104,9 @@ def _init_worker(ds: Any, collate_fn: Callable) -> None:
     # one thread each: n_workers processes using every core would oversubscribe the CPU, and a forked child
     # that enters the parent's OpenMP pool deadlocks
     torch.set_num_threads(1)
+    # A terminal's Ctrl-C reaches every process of the job: the main process stops the fit and ends the workers,
+    # which would otherwise each print its notice or a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_load(idx: Tensor, key: EpochKey) -> Any:
