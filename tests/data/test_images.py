@@ -106,6 +106,7 @@ def test_centre_crop_keeps_the_middle_of_a_wide_image(tmp_path):
         (tmp_path / "train" / label).mkdir(parents=True)
     (tmp_path / "val").mkdir()
     Image.fromarray(a).save(tmp_path / "train" / "x" / "wide.png")
+    Image.fromarray(a).save(tmp_path / "train" / "y" / "wide.png")
     x, y = ImageFolder(tmp_path, size=16)[0]
     assert x.shape == (3, 16, 16) and y == 0 and x.min() > 0.7  # no black: the bands were cropped away
 
@@ -246,3 +247,30 @@ def test_image_folder_dls_sends_uint8_and_measures_stats(photo_folder):
     x = torch.cat([dls.valid.decode(xb) for xb, _ in dls.valid])  # stats near the data's own
     assert x.dtype == torch.uint8 and abs(x.float().mean().item() / 255 - norm.mean.mean().item()) < 0.1
     assert image_folder_dls(root, size=24, augment=False, stats=([0.5] * 3, [0.2] * 3)).train.ds.augment is None
+
+
+def test_listing_takes_what_a_photo_folder_holds(make_photo_folder):
+    root = make_photo_folder("p")
+    a = np.full((20, 30, 3), 90, np.uint8)
+    Image.fromarray(a).save(root / "train" / "a" / "scan.tif")
+    (root / "train" / "a" / "2023").mkdir()
+    Image.fromarray(a).save(root / "train" / "a" / "2023" / "nested.jpg")  # a label's subfolders count
+    for hidden in (root / "train" / ".ipynb_checkpoints", root / "val" / ".ipynb_checkpoints"):
+        hidden.mkdir()
+        Image.fromarray(a).save(hidden / "copy.jpg")  # never a class
+    (root / "train" / "b" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")
+    ds = ImageFolder(root)
+    assert list(ds.vocab) == ["a", "b", "c"] and len(ds) == 6 * 3 + 2
+    assert ds.files.count(str(root / "train" / "a" / "2023" / "nested.jpg")) == 1
+    assert all(ds[i][0].shape == (3, 64, 64) for i in range(len(ds)))  # the .tif, and no ._ file, read
+    (root / "train" / "d").mkdir()
+    with pytest.raises(DataError, match=r"class folders? \['d'\] in .*train' hold no images"):
+        ImageFolder(root)
+
+
+def test_16_bit_grey_pngs_keep_their_levels(tmp_path):
+    a = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    x = np.asarray(images.decode_image(str(tmp_path / "deep.png"), (32, 32), box_for=lambda w, h: (0, 0, w, h)))
+    assert x.shape == (32, 32, 3) and abs(x.mean() - 127.5) < 2 and x.min() == 0 and x.max() == 255

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..errors import DataError, MissingFileError
 from .images import Augment, check_decoder, decode_image
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 VALID_DIRS = ("val", "valid")
 
 
@@ -93,24 +93,39 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     return {"train": train, "valid": valid}
 
 
+def _hidden(name: str) -> bool:
+    # .ipynb_checkpoints, .git, macOS's ._photo.jpg (AppleDouble metadata, not an image): never data
+    return name.startswith(".")
+
+
 def _class_dirs(d: Path) -> list[os.DirEntry]:
     with os.scandir(d) as entries:
-        return sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
+        return sorted((e for e in entries if e.is_dir() and not _hidden(e.name)), key=lambda e: e.name)
+
+
+def _images_under(d: str) -> list[str]:
+    """The image files anywhere under `d` (subfolders too, as torchvision's ImageFolder), sorted; hidden skipped."""
+    found = []
+    for parent, dirs, names in os.walk(d):
+        dirs[:] = sorted(n for n in dirs if not _hidden(n))
+        found += [os.path.join(parent, n) for n in sorted(names)
+                  if not _hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTS]
+    return found
 
 
 def _image_files(d: Path) -> tuple[list[str], list[str]]:
-    """(paths, class names) of the images in `d/<class>/`, sorted; names only, no image is opened."""
+    """(paths, class names) of the images in `d/<class>/` (and below), sorted; names only, no image is opened."""
     files, classes = [], []
     for cls in _class_dirs(d):
-        with os.scandir(cls.path) as entries:
-            names = sorted(e.name for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
-        files += [os.path.join(cls.path, name) for name in names]
-        classes += [cls.name] * len(names)
+        paths = _images_under(cls.path)
+        files += paths
+        classes += [cls.name] * len(paths)
     return files, classes
 
 
 class ImageFolder:
-    """Images in `root/train/<label>/` or `root/val|valid/<label>/`, as `(C, H, W)` tensors of `size` (H, W).
+    """Images in `root/train/<label>/` or `root/val|valid/<label>/` (subfolders of a label's folder included; hidden
+    files and folders such as `.ipynb_checkpoints` skipped), as `(C, H, W)` tensors of `size` (H, W).
 
     Each image is cropped to the centred box of the target's aspect and resized once (JPEGs are decoded at the
     smallest DCT scale that covers it: see `images.decode_image`), or with `augment` (an `Augment`) randomly
@@ -140,7 +155,12 @@ class ImageFolder:
                             "put each image in a folder named after its label.")
         # the vocab comes from train's class folders, so train and valid agree on label indices
         self.vocab = vocab or _class_vocab(dirs["train"])
-        unknown = sorted(set(classes) - set(self.vocab))
+        present = set(classes)
+        empty = [c for c in self.vocab if c not in present] if split == "train" else []
+        if empty:  # a class the model could never learn, yet would have an output for
+            raise DataError(f"class folder{'s' * (len(empty) > 1)} {empty} in {str(dirs[split])!r} hold no images "
+                            f"({', '.join(IMAGE_EXTS)}): add images, or remove the folder.")
+        unknown = sorted(present - set(self.vocab))
         if unknown:
             raise DataError(f"{str(dirs[split])!r} has classes that train/ lacks: {unknown}; train/ has "
                             f"{list(self.vocab)}. Give every class a folder of images in train/, or remove it.")
@@ -191,7 +211,7 @@ class ImageFolder:
 
 def _class_vocab(train: Path) -> LabelVocab:
     """The labels of `train`'s class folders; a DataError unless there are at least two."""
-    vocab = LabelVocab(p.name for p in train.iterdir() if p.is_dir())
+    vocab = LabelVocab(e.name for e in _class_dirs(train))
     if len(vocab) < 2:
         raise DataError(f"{str(train)!r} has {len(vocab)} class folder{'s' * (len(vocab) != 1)} "
                         f"{list(vocab)}: a classifier needs at least two (one folder of images per class).")

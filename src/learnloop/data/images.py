@@ -141,6 +141,8 @@ def decode_image(path: str, size: tuple[int, int], mode: str = "RGB",
         def decode(min_wh: tuple[int, int]) -> Image.Image:
             if im.format == "JPEG":  # libjpeg's DCT scaling by 1/2, 1/4 or 1/8: less to decode and to resize
                 im.draft("L" if mode == "L" else "RGB", min_wh)
+            if im.mode.startswith("I"):  # 16-bit grey (PNG, TIFF): convert() would clip it to white
+                return Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)).convert(mode)
             return im if im.mode == mode else im.convert(mode)
 
         return _crop_resize(decode, *im.size, im.getexif().get(0x0112, 1), size, box_for)
