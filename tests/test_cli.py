@@ -51,7 +51,7 @@ def test_lr_find_prints_a_suggestion_and_writes_the_plot(tmp_path, capsys):
 
 def test_unknown_dataset_is_a_clear_error(capsys):
     assert main(["fit", "no-such-data", "--out", "unused"]) == 2
-    assert "use 'digits', 'mnist', or the path of an image folder" in capsys.readouterr().err
+    assert "no such folder. Use 'digits', 'mnist', or the path of an image folder" in capsys.readouterr().err
 
 
 def test_missing_mnist_file_names_where_to_put_it(tmp_path, capsys, monkeypatch):

@@ -244,3 +244,15 @@ def test_a_closed_output_pipe_stops_with_one_line(learnloop_cmd, tmp_path):
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == 141 and first.startswith("learnloop: training simple_cnn")
     assert err == "learnloop: stopped: standard output was closed (the reader of its pipe ended).\n"
+
+
+def test_a_wrong_data_path_says_what_it_is_and_leaves_no_empty_out(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "unknown dataset 'photos': no such folder" in main_error(capsys, "fit", "photos")
+    (tmp_path / "cat.jpg").write_bytes(b"")
+    assert "'cat.jpg' is a file: pass the image folder that holds train/ and val/" in main_error(
+        capsys, "fit", "cat.jpg", "--out", "mine")
+    assert not (tmp_path / "runs" / "photos").exists() and not (tmp_path / "mine").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before is the user's: left alone
+    main_error(capsys, "fit", "photos", "--out", "kept")
+    assert (tmp_path / "kept").is_dir()

@@ -131,12 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("LEARNLOOP_DEBUG", "") not in ("", "0")
+    args.out = args.out or Path("runs") / Path(args.dataset).resolve().name  # `fit .` too: runs/<its name>
+    existed = args.out.exists()
     with _one_line_warnings():
         try:
             return _run(args)
         except UserError as e:
             if debug:
                 raise
+            _remove_if_new_and_empty(args.out, existed)
             _print_error(str(e))
             return USER_ERROR
         except BrokenPipeError:  # stdout's reader has gone (`learnloop fit ... | head`): stop, as Unix tools do
@@ -150,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"learnloop: {_interrupted(e, args, argv)}", file=sys.stderr, flush=True)
             return 128 + getattr(e, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+
+
+def _remove_if_new_and_empty(out: Path | None, existed: bool) -> None:
+    """A run that failed before writing anything leaves no empty --out folder behind."""
+    try:
+        if out is not None and not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    except OSError:
+        pass
 
 
 def _silence_stdout() -> None:
@@ -175,7 +187,6 @@ def _run(args: argparse.Namespace) -> int:
     for key, value in recipe.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    args.out = args.out or Path("runs") / Path(args.dataset).name
     return run_fit(args) if args.command == "fit" else run_lr_find(args)
 
 
@@ -319,7 +330,11 @@ def load_datasets(args: argparse.Namespace):
         return datasets.digits(seed=args.seed)
     if args.dataset == "mnist":
         return datasets.mnist(args.data)
-    raise UserError(f"unknown dataset {args.dataset!r}: use 'digits', 'mnist', or the path of an image folder.")
+    if Path(args.dataset).is_file():
+        raise UserError(f"{args.dataset!r} is a file: pass the image folder that holds train/ and val/ (ROOT in "
+                        f"ROOT/train/<label>/*.jpg), or 'digits' or 'mnist'.")
+    raise UserError(f"unknown dataset {args.dataset!r}: no such folder. Use 'digits', 'mnist', or the path of an image "
+                    f"folder (ROOT/train/<label>/, ROOT/val/<label>/).")
 
 
 def image_folder_loaders(args: argparse.Namespace):
