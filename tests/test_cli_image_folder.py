@@ -29,6 +29,7 @@ def test_fit_folder_learns_with_the_default_augmentation(make_photo_folder, tmp_
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert state["model"]["0.weight"].shape == (32, 3, 3, 3)  # image_cnn on colour images
+    assert state["classes"] == ["a", "b", "c"]  # what each output means, for whoever loads the model
 
 
 def test_fit_folder_flags(photo_folder, tmp_path, capsys):

@@ -205,7 +205,7 @@ class Learner:
 
     def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None,
             resume: str | Path | None = None) -> None:
-        """Train for `n_epoch` epochs; `cbs` are added for this fit only; `resume`: continue from a `Checkpoint` file."""
+        """Train for `n_epoch` epochs; `cbs` for this fit only; `resume`: continue from a `Checkpoint` file."""
         if not isinstance(n_epoch, int) or n_epoch < 1:
             raise ValueError(f"n_epoch must be a positive int, got {n_epoch!r}: pass e.g. fit(5).")
         self.read_hps()  # the optimizer's param groups may have been set by hand since the last fit
@@ -284,9 +284,10 @@ class Learner:
             self.model.train(was_training)
 
     # -- saving ------------------------------------------------------------------------------
-    def save(self, path: str | Path, with_opt: bool = True) -> Path:
-        """Save the model's (and optimizer's) state to `path`, atomically; under torchrun rank 0 alone writes."""
-        return save_weights(unwrap(self.model), self.opt if with_opt else None, path)
+    def save(self, path: str | Path, with_opt: bool = True, extra: dict[str, Any] | None = None) -> Path:
+        """Save the model's (and optimizer's) state, and `extra` (e.g. class names), to `path`, atomically; under
+        torchrun rank 0 alone writes."""
+        return save_weights(unwrap(self.model), self.opt if with_opt else None, path, extra)
 
     def load(self, path: str | Path, with_opt: bool = True) -> Learner:
         """Load what `save` wrote: the model (and optimizer) state."""

@@ -65,11 +65,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     return state
 
 
-def save_weights(model: Any, opt: Any, path: str | os.PathLike) -> Path:
-    """`{"model": ..., "opt": ...}` state dicts to `path`, atomically (no "opt" when `opt` is None); rank 0 alone writes."""
+def save_weights(model: Any, opt: Any, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """`{"model": ..., "opt": ..., **extra}` to `path`, atomically (no "opt" when `opt` is None); rank 0 alone
+    writes."""
     if not is_main():
         return Path(path)
-    state = {"model": model.state_dict()}
+    state = {**(extra or {}), "model": model.state_dict()}
     if opt is not None:
         state["opt"] = opt.state_dict()
     return atomic_save(state, path)
