@@ -168,3 +168,18 @@ def test_a_signal_during_start_up_aborts_in_one_line(learnloop_cmd, tmp_path, de
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err.endswith("learnloop: aborted.\n") and "Traceback" not in err, (out, err)
+
+
+def test_a_signal_before_an_overwrite_starts_leaves_the_earlier_run(learnloop_cmd, tmp_path, capsys):
+    from learnloop.cli import main
+
+    assert main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "r")]) == 0
+    proc = subprocess.Popen(_command(learnloop_cmd, "fit", "digits", "--out", tmp_path / "r", "--overwrite"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=_sigint_by_default)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    # not "Resume with: ... --resume", which would continue the run the user meant to replace
+    assert proc.returncode == 130 and err.endswith(f"aborted. The earlier run in {tmp_path / 'r'} is untouched.\n")
+    assert (tmp_path / "r" / "model.pt").is_file()

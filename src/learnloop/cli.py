@@ -26,6 +26,7 @@ from typing import Any
 from .errors import SettingError, UserError
 
 START = time.perf_counter()  # the command's start, give or take the interpreter's own
+STARTED_AT = time.time()  # the same moment on the clock files are stamped with
 
 # Per-dataset defaults, overridden by the flags.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -201,6 +202,8 @@ def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]
     what = e.describe() if isinstance(e, FitInterrupted) else "aborted."
     if ckpt is None or not Path(ckpt).is_file():
         return what
+    if "--overwrite" in argv and Path(ckpt).stat().st_mtime < STARTED_AT:  # the run this one was to replace
+        return f"{what} The earlier run in {args.out} is untouched."
     again = [a for a in argv if a != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
     return f"{what} Resume with: {shlex.join(['learnloop', *again])}"
 
