@@ -82,6 +82,11 @@ def test_image_folder_layout_errors(tmp_path):
     (tmp_path / "valid").mkdir()
     with pytest.raises(ValueError, match="no images"):
         ImageFolder(tmp_path, "train")
+    for name in ("a.jpg", "b.png", ".c.jpg"):
+        (tmp_path / "valid" / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"2 images sit in '.*valid' itself. Put each image in a folder named after "
+                                         r"its label: .*valid/<label>/"):
+        ImageFolder(tmp_path, "valid")
     with pytest.raises(ValueError, match="'train' or 'valid'"):
         ImageFolder(tmp_path, "test")
 

@@ -151,8 +151,11 @@ class ImageFolder:
         dirs = _split_dirs(self.root)
         self.files, classes = _image_files(dirs[split])
         if not self.files:
-            raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(dirs[split])!r}/<label>/; "
-                            "put each image in a folder named after its label.")
+            d = dirs[split]
+            loose = [n for n in os.listdir(d) if not _hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTS]
+            found = f"{len(loose)} images sit in {str(d)!r} itself" if loose else f"{str(d)!r} has no class folders"
+            raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in a class folder of {str(d)!r}: {found}. Put "
+                            f"each image in a folder named after its label: {os.path.join(d, '<label>', '')}.")
         # the vocab comes from train's class folders, so train and valid agree on label indices
         self.vocab = vocab or _class_vocab(dirs["train"])
         present = set(classes)
