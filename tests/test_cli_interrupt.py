@@ -11,6 +11,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -159,27 +160,41 @@ def test_a_signal_once_everything_is_written_changes_nothing(learnloop_cmd, tmp_
                                              "the results above were written in full.\n")), (status, err)
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.3, 0.5])
-def test_a_signal_during_start_up_aborts_in_one_line(learnloop_cmd, tmp_path, delay):
-    # while torch is still importing: the handler must not import it again (that crashed, or printed a traceback)
-    proc = subprocess.Popen(_command(learnloop_cmd, "fit", "digits", "--out", tmp_path / "r"), stdout=subprocess.PIPE,
+# `learnloop` once its (light) cli module is in, so a signal lands in the command's own start-up (torch's import
+# follows), never in Python's, where a Ctrl-C in the first few hundredths of a second is Python's to report
+STARTED = "import sys, learnloop.cli as cli; print('in cli', flush=True); cli.entry()"
+
+
+def _interrupt_start_up(args: list, delay: float) -> tuple[int, str]:
+    """Run `learnloop ARGS`, send SIGINT `delay` s after its cli module is imported; (status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-c", STARTED, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_sigint_by_default)
+    assert proc.stdout.readline() == "in cli\n"
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err.endswith("learnloop: aborted.\n") and "Traceback" not in err, (out, err)
+    assert "Traceback" not in err, (out, err)
+    return proc.returncode, err
 
 
-def test_a_signal_before_an_overwrite_starts_leaves_the_earlier_run(learnloop_cmd, tmp_path, capsys):
-    from learnloop.cli import main
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.4])
+def test_a_signal_during_start_up_aborts_in_one_line(tmp_path, delay):
+    # while torch is still importing: the handler must not import it again (that crashed, or printed a traceback)
+    status, err = _interrupt_start_up(["fit", "digits", "--out", tmp_path / "r"], delay)
+    assert status == 130 and err.endswith("learnloop: aborted.\n"), err
 
-    assert main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "r")]) == 0
-    proc = subprocess.Popen(_command(learnloop_cmd, "fit", "digits", "--out", tmp_path / "r", "--overwrite"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                            preexec_fn=_sigint_by_default)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+
+def test_a_signal_before_an_overwrite_starts_leaves_the_earlier_run(tmp_path, monkeypatch, capsys):
+    from learnloop import cli
+
+    assert cli.main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "r")]) == 0
+    monkeypatch.setattr(cli, "STARTED_AT", time.time())  # a new command, started after that run
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt  # as a Ctrl-C during the start-up imports, before the earlier run is cleared
+
+    monkeypatch.setattr(cli, "prepare_out", ctrl_c)
+    assert cli.main(["fit", "digits", "--out", str(tmp_path / "r"), "--overwrite"]) == 130
     # not "Resume with: ... --resume", which would continue the run the user meant to replace
-    assert proc.returncode == 130 and err.endswith(f"aborted. The earlier run in {tmp_path / 'r'} is untouched.\n")
+    assert capsys.readouterr().err == f"learnloop: aborted. The earlier run in {tmp_path / 'r'} is untouched.\n"
     assert (tmp_path / "r" / "model.pt").is_file()

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -130,6 +131,50 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `learnloop` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    with _ctrl_c_noted() as ctrl_c:
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # while the flags were parsed: nothing has started
+            pass
+        except Exception:
+            if not ctrl_c or "--debug" in argv or os.environ.get("LEARNLOOP_DEBUG", "") not in ("", "0"):
+                raise
+    print("learnloop: aborted.", file=sys.stderr, flush=True)
+    return 130
+
+
+_CTRL_C: list[int] = []  # the Ctrl-Cs of this command, noted by `_ctrl_c_noted`
+
+
+def _no_ctrl_c_swallowed() -> None:
+    """KeyboardInterrupt if a Ctrl-C came and vanished: some libraries swallow it when it lands in their import."""
+    if _CTRL_C:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _ctrl_c_noted() -> Iterator[list[int]]:
+    """Python's Ctrl-C (a KeyboardInterrupt), also noted in the list yielded: a library that gets the interrupt
+    mid-import may turn it into another error (numpy's "cannot load module more than once"), still a Ctrl-C."""
+    noted = _CTRL_C
+    noted.clear()
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    own = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not an ignored one (a `&` job's)
+    if own:
+        signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("LEARNLOOP_DEBUG", "") not in ("", "0")
     args.out = args.out or Path("runs") / Path(args.dataset).resolve().name  # `fit .` too: runs/<its name>
@@ -154,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"learnloop: {_interrupted(e, args, argv)}", file=sys.stderr, flush=True)
             return 128 + getattr(e, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+        except Exception:
+            if debug or not _CTRL_C:
+                raise
+            print(f"learnloop: {_interrupted(KeyboardInterrupt(), args, argv)}", file=sys.stderr, flush=True)
+            return 130  # the Ctrl-C a library turned into another error (see _ctrl_c_noted)
 
 
 def _remove_if_new_and_empty(out: Path | None, existed: bool) -> None:
@@ -374,6 +424,7 @@ def run_fit(args: argparse.Namespace) -> int:
     meta = run_meta(args)
     resume = _resume(out / "last.ckpt", meta) if args.resume else None  # read and checked before the data loads
     learn = make_learner(args)
+    _no_ctrl_c_swallowed()
     learn.progress.every = args.log_every
     say = print if is_main() else _quiet  # under torchrun, rank 0 alone reports
     say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
@@ -489,6 +540,7 @@ def run_lr_find(args: argparse.Namespace) -> int:
     check_device(args.device)
     path = ensure_writable_dir(args.out, "--out") / "lr_find.png"  # checked before the finder runs
     learn = make_learner(args, progress=False)
+    _no_ctrl_c_swallowed()
     result = learn.lr_find()
     result.plot(path)
     for rule, lr in result.suggestions.items():
