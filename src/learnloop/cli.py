@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `learnloop` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    with _ctrl_c_noted() as ctrl_c:
+    with _ctrl_c_held() as ctrl_c:
         try:
             return _main(argv)
         except KeyboardInterrupt:  # while the flags were parsed: nothing has started
@@ -143,34 +143,38 @@ def main(argv: list[str] | None = None) -> int:
     return 130
 
 
-_CTRL_C: list[int] = []  # the Ctrl-Cs of this command, noted by `_ctrl_c_noted`
+_CTRL_C: list[int] = []  # a Ctrl-C held during this command's start-up (see `_ctrl_c_held`)
 
 
-def _no_ctrl_c_swallowed() -> None:
-    """KeyboardInterrupt if a Ctrl-C came and vanished: some libraries swallow it when it lands in their import."""
+def _started() -> None:
+    """Start-up is over (torch imported, data and model built): act on a held Ctrl-C now, and on any later one at
+    once, as Python does."""
     if _CTRL_C:
         raise KeyboardInterrupt
+    if signal.getsignal(signal.SIGINT) is _hold:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _hold(signum: int, frame: Any) -> None:
+    _CTRL_C.append(signum)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts at once
+    os.write(2, b"learnloop: SIGINT received: stopping before training starts (send it again to abort now).\n")
 
 
 @contextmanager
-def _ctrl_c_noted() -> Iterator[list[int]]:
-    """Python's Ctrl-C (a KeyboardInterrupt), also noted in the list yielded: a library that gets the interrupt
-    mid-import may turn it into another error (numpy's "cannot load module more than once"), still a Ctrl-C."""
-    noted = _CTRL_C
-    noted.clear()
-
-    def note(signum: int, frame: Any) -> None:
-        noted.append(signum)
-        raise KeyboardInterrupt
-
+def _ctrl_c_held() -> Iterator[list[int]]:
+    """Hold a Ctrl-C during start-up instead of raising KeyboardInterrupt: raised inside torch's import it aborts
+    the process (a C++ terminate), and other libraries swallow it or turn it into another error (numpy's "cannot
+    load module more than once"). `_started()` acts on it; the list yielded holds it."""
+    _CTRL_C.clear()
     own = threading.current_thread() is threading.main_thread() and \
         signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not an ignored one (a `&` job's)
     if own:
-        signal.signal(signal.SIGINT, note)
+        signal.signal(signal.SIGINT, _hold)
     try:
-        yield noted
+        yield _CTRL_C
     finally:
-        if own:
+        if own and signal.getsignal(signal.SIGINT) is _hold:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
@@ -203,7 +207,7 @@ def _main(argv: list[str]) -> int:
             if debug or not _CTRL_C:
                 raise
             print(f"learnloop: {_interrupted(KeyboardInterrupt(), args, argv)}", file=sys.stderr, flush=True)
-            return 130  # the Ctrl-C a library turned into another error (see _ctrl_c_noted)
+            return 130  # a Ctrl-C a library turned into another error (see _ctrl_c_held)
 
 
 def _remove_if_new_and_empty(out: Path | None, existed: bool) -> None:
@@ -424,7 +428,7 @@ def run_fit(args: argparse.Namespace) -> int:
     meta = run_meta(args)
     resume = _resume(out / "last.ckpt", meta) if args.resume else None  # read and checked before the data loads
     learn = make_learner(args)
-    _no_ctrl_c_swallowed()
+    _started()
     learn.progress.every = args.log_every
     say = print if is_main() else _quiet  # under torchrun, rank 0 alone reports
     say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
@@ -540,7 +544,7 @@ def run_lr_find(args: argparse.Namespace) -> int:
     check_device(args.device)
     path = ensure_writable_dir(args.out, "--out") / "lr_find.png"  # checked before the finder runs
     learn = make_learner(args, progress=False)
-    _no_ctrl_c_swallowed()
+    _started()
     result = learn.lr_find()
     result.plot(path)
     for rule, lr in result.suggestions.items():
