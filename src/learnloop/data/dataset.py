@@ -98,6 +98,10 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def _is_image(name: str) -> bool:
+    return not _hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTS
+
+
 def _class_dirs(d: Path) -> list[os.DirEntry]:
     with os.scandir(d) as entries:
         return sorted((e for e in entries if e.is_dir() and not _hidden(e.name)), key=lambda e: e.name)
@@ -108,8 +112,7 @@ def _images_under(d: str) -> list[str]:
     found = []
     for parent, dirs, names in os.walk(d):
         dirs[:] = sorted(n for n in dirs if not _hidden(n))
-        found += [os.path.join(parent, n) for n in sorted(names)
-                  if not _hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTS]
+        found += [os.path.join(parent, n) for n in sorted(names) if _is_image(n)]
     return found
 
 
@@ -152,7 +155,7 @@ class ImageFolder:
         self.files, classes = _image_files(dirs[split])
         if not self.files:
             d = dirs[split]
-            loose = [n for n in os.listdir(d) if not _hidden(n) and os.path.splitext(n)[1].lower() in IMAGE_EXTS]
+            loose = [n for n in os.listdir(d) if _is_image(n)]
             found = f"{len(loose)} images sit in {str(d)!r} itself" if loose else f"{str(d)!r} has no class folders"
             raise DataError(f"no images ({', '.join(IMAGE_EXTS)}) in a class folder of {str(d)!r}: {found}. Put "
                             f"each image in a folder named after its label: {os.path.join(d, '<label>', '')}.")
