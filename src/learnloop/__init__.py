@@ -15,7 +15,7 @@ _LAZY = {
     "Learner": "learnloop.learner",
     "fit": "learnloop.api",
     "load_checkpoint": "learnloop.saving",
-    "FitInterrupted": "learnloop.callbacks.interrupt",
+    "FitInterrupted": "learnloop.signals",
     "UserError": "learnloop.errors",
     **{name: "learnloop.callbacks.core" for name in (
         "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException,
         CancelValidateException,
     )  # fmt: skip
-    from .callbacks.interrupt import FitInterrupted
+    from .signals import FitInterrupted
     from .errors import UserError
     from .learner import Learner
     from .saving import load_checkpoint

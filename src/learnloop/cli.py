@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingError, UserError
+from .signals import FitInterrupted, SignalLatch
 
 START = time.perf_counter()  # the command's start, give or take the interpreter's own
 STARTED_AT = time.time()  # the same moment on the clock files are stamped with
@@ -131,56 +132,42 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `learnloop` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    with _ctrl_c_held() as ctrl_c:
-        try:
-            return _main(argv)
-        except KeyboardInterrupt:  # while the flags were parsed: nothing has started
-            pass
-        except Exception:
-            if not ctrl_c or "--debug" in argv or os.environ.get("LEARNLOOP_DEBUG", "") not in ("", "0"):
-                raise
+    if threading.current_thread() is threading.main_thread():
+        START_UP.install()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while the flags were parsed: nothing has started
+        pass
+    except Exception:
+        if START_UP.received is None or _debugging("--debug" in argv):
+            raise
+    finally:
+        START_UP.restore()
     print("learnloop: aborted.", file=sys.stderr, flush=True)
     return 130
 
 
-_CTRL_C: list[int] = []  # a Ctrl-C held during this command's start-up (see `_ctrl_c_held`)
+# A Ctrl-C during start-up (imports, data, model) is held until `_started()`: raised inside torch's import it aborts
+# the process (a C++ terminate), and other libraries swallow it or turn it into another error (numpy's "cannot
+# load module more than once").
+START_UP = SignalLatch((signal.SIGINT,), then="stopping before training starts")
 
 
 def _started() -> None:
-    """Start-up is over (torch imported, data and model built): act on a held Ctrl-C now, and on any later one at
-    once, as Python does."""
-    if _CTRL_C:
+    """Start-up is over: act on a Ctrl-C held during it now, and on any later one at once, as Python does."""
+    if START_UP.received is not None:
         raise KeyboardInterrupt
-    if signal.getsignal(signal.SIGINT) is _hold:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    START_UP.restore()
 
 
-def _hold(signum: int, frame: Any) -> None:
-    _CTRL_C.append(signum)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one aborts at once
-    os.write(2, b"learnloop: SIGINT received: stopping before training starts (send it again to abort now).\n")
-
-
-@contextmanager
-def _ctrl_c_held() -> Iterator[list[int]]:
-    """Hold a Ctrl-C during start-up instead of raising KeyboardInterrupt: raised inside torch's import it aborts
-    the process (a C++ terminate), and other libraries swallow it or turn it into another error (numpy's "cannot
-    load module more than once"). `_started()` acts on it; the list yielded holds it."""
-    _CTRL_C.clear()
-    own = threading.current_thread() is threading.main_thread() and \
-        signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not an ignored one (a `&` job's)
-    if own:
-        signal.signal(signal.SIGINT, _hold)
-    try:
-        yield _CTRL_C
-    finally:
-        if own and signal.getsignal(signal.SIGINT) is _hold:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+def _debugging(flag: bool) -> bool:
+    """`--debug` or LEARNLOOP_DEBUG: user errors keep their traceback."""
+    return flag or os.environ.get("LEARNLOOP_DEBUG", "") not in ("", "0")
 
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("LEARNLOOP_DEBUG", "") not in ("", "0")
+    debug = _debugging(args.debug)
     args.out = args.out or Path("runs") / Path(args.dataset).resolve().name  # `fit .` too: runs/<its name>
     existed = args.out.exists()
     with _one_line_warnings():
@@ -204,10 +191,10 @@ def _main(argv: list[str]) -> int:
             print(f"learnloop: {_interrupted(e, args, argv)}", file=sys.stderr, flush=True)
             return 128 + getattr(e, "signum", 2)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
         except Exception:
-            if debug or not _CTRL_C:
+            if debug or START_UP.received is None:
                 raise
             print(f"learnloop: {_interrupted(KeyboardInterrupt(), args, argv)}", file=sys.stderr, flush=True)
-            return 130  # a Ctrl-C a library turned into another error (see _ctrl_c_held)
+            return 130  # a second Ctrl-C a library turned into another error (see START_UP)
 
 
 def _remove_if_new_and_empty(out: Path | None, existed: bool) -> None:
@@ -247,9 +234,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str]) -> str:
     """The line an interrupted command prints: where it stopped and how to resume."""
-    # Never an import here: a Ctrl-C during the start-up imports lands here with torch half-imported, and importing
-    # it again crashes. A FitInterrupted can only come once its module is loaded.
-    FitInterrupted = getattr(sys.modules.get("learnloop.callbacks.interrupt"), "FitInterrupted", ())  # noqa: N806
     if args.command != "fit":
         return f"{getattr(e, 'signal_name', 'SIGINT')} stopped {args.command}; nothing was written."
     ckpt = e.checkpoint if isinstance(e, FitInterrupted) else args.out and Path(args.out) / "last.ckpt"
@@ -437,8 +421,6 @@ def run_fit(args: argparse.Namespace) -> int:
         epoch, it = resume.position
         say(f"learnloop: resuming {resume.path} at epoch {epoch}, batch {it}/{len(learn.dls.train)}", flush=True)
     cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard) + tracking
-    from .callbacks.interrupt import FitInterrupted, SignalLatch
-
     try:
         fit_with_schedule(learn, args, cbs, meta=meta, resume=resume)
         finished_by = None
