@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from common import default_mnist, machine, ratio, round_ratios
 
-from learnloop.cli import RECIPES, make_learner, make_model, schedule_cbs
+from learnloop.callbacks.schedule import schedule_cbs
+from learnloop.cli.build import make_learner, make_model
+from learnloop.cli.config import RECIPES
 from learnloop.data.datasets import mnist
 
 TARGET = 0.99

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from learnloop import Learner
-from learnloop.cli import build_parser, main, schedule_cbs
+from learnloop.callbacks.schedule import schedule_cbs
+from learnloop.cli import build_parser, main
 from learnloop.metrics import accuracy
 
 
@@ -81,6 +82,13 @@ def test_schedule_cbs_for_the_cli(learner, name, first):
 def test_schedule_cbs_unknown_name_lists_the_choices():
     with pytest.raises(ValueError, match="choose one of onecycle, step, cos, none"):
         schedule_cbs("linear", 0.1, 3)
+
+
+def test_the_sched_flag_offers_exactly_the_schedules_there_are():
+    from learnloop.callbacks.schedule import SCHEDULES
+    from learnloop.cli.config import SCHEDULES as FLAG_CHOICES  # a copy, so that --help needs no torch
+
+    assert FLAG_CHOICES == SCHEDULES
 
 
 

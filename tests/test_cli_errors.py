@@ -225,14 +225,14 @@ def test_learnloop_debug_env_raises_user_errors(monkeypatch, tmp_path):
 
 
 def test_an_internal_error_keeps_its_traceback(monkeypatch, tmp_path):
-    import learnloop.cli as cli
+    from learnloop.cli import build
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in learnloop")
 
-    monkeypatch.setattr(cli, "make_model", broken)
+    monkeypatch.setattr(build, "make_model", broken)
     with pytest.raises(RuntimeError, match="a bug in learnloop"):
-        cli.main([*FIT, "--out", str(tmp_path / "o")])
+        main([*FIT, "--out", str(tmp_path / "o")])
 
 
 def test_a_closed_output_pipe_stops_with_one_line(learnloop_cmd, tmp_path):

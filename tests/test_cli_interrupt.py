@@ -122,7 +122,8 @@ def test_errors_are_red_on_a_terminal_unless_no_color(learnloop_cmd, tmp_path, n
 
 @pytest.mark.parametrize("when", ["last validation", "writing"])
 def test_a_signal_after_training_waits_for_the_results(tmp_path, monkeypatch, capsys, when):
-    from learnloop import Callback, Learner, cli
+    from learnloop import Callback, Learner
+    from learnloop.cli import fit as fit_command, main
 
     def signal_me():
         os.kill(os.getpid(), signal.SIGTERM)
@@ -136,12 +137,12 @@ def test_a_signal_after_training_waits_for_the_results(tmp_path, monkeypatch, ca
         save = Learner.save
         monkeypatch.setattr(Learner, "save", lambda self, *a, **k: (signal_me(), save(self, *a, **k))[1])
     else:
-        fit = cli.fit_with_schedule
-        monkeypatch.setattr(cli, "fit_with_schedule", lambda learn, args, cbs, **k: fit(learn, args, [
+        fit = fit_command.fit_with_schedule
+        monkeypatch.setattr(fit_command, "fit_with_schedule", lambda learn, args, cbs, **k: fit(learn, args, [
             *cbs, InLastValidation()], **k))
     before = signal.signal(signal.SIGTERM, signal.default_int_handler)  # unlatched, it raises instead of killing pytest
     try:
-        status = cli.main(["fit", "digits", "--epochs", "2", "--no-tensorboard", "--out", str(tmp_path / "run")])
+        status = main(["fit", "digits", "--epochs", "2", "--no-tensorboard", "--out", str(tmp_path / "run")])
     finally:
         signal.signal(signal.SIGTERM, before)
     assert status == 143, capsys.readouterr().err
@@ -185,16 +186,16 @@ def test_a_signal_during_start_up_aborts_in_one_line(tmp_path, delay):
 
 
 def test_a_signal_before_an_overwrite_starts_leaves_the_earlier_run(tmp_path, monkeypatch, capsys):
-    from learnloop import cli
+    from learnloop.cli import fit, main, startup
 
-    assert cli.main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "r")]) == 0
-    monkeypatch.setattr(cli, "STARTED_AT", time.time())  # a new command, started after that run
+    assert main(["fit", "digits", "--epochs", "1", "--no-tensorboard", "--out", str(tmp_path / "r")]) == 0
+    monkeypatch.setattr(startup, "STARTED_AT", time.time())  # a new command, started after that run
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt  # as a Ctrl-C during the start-up imports, before the earlier run is cleared
 
-    monkeypatch.setattr(cli, "prepare_out", ctrl_c)
-    assert cli.main(["fit", "digits", "--out", str(tmp_path / "r"), "--overwrite"]) == 130
+    monkeypatch.setattr(fit, "prepare_out", ctrl_c)
+    assert main(["fit", "digits", "--out", str(tmp_path / "r"), "--overwrite"]) == 130
     # not "Resume with: ... --resume", which would continue the run the user meant to replace
     assert capsys.readouterr().err == f"learnloop: aborted. The earlier run in {tmp_path / 'r'} is untouched.\n"
     assert (tmp_path / "r" / "model.pt").is_file()

@@ -24,11 +24,13 @@ import torch
 import torch.distributed as dist
 
 from .data.sharding import shard_of
+from .errors import SettingError
 from .nn.torch_view import TorchModule
 
 __all__ = [
     "rank", "world_size", "local_rank", "is_main", "is_distributed", "default_device", "setup", "teardown",
     "barrier", "all_reduce_sum", "all_reduce_mean", "broadcast_seed", "unwrap", "gather_preds", "mark_failed",
+    "check_device",
 ]  # fmt: skip
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)  # a rank stuck in a collective fails after this, instead of hanging
@@ -73,6 +75,28 @@ def default_device() -> torch.device:
     if not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", local_rank()) if is_distributed() else torch.device("cuda")
+
+
+def check_device(name: str | None, what: str = "--device") -> None:
+    """A SettingError unless `name` is a device this machine has (None: the default, always fine); `what` is how
+    the message names the setting."""
+    if name is None:
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingError(f"{what} {name!r} is not a device: use cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
+            raise SettingError(f"{what} {name}: no CUDA GPU is available{build}; use {what} cpu, or leave "
+                               f"{what} out to use a GPU when there is one.")
+        if device.index is not None and device.index >= n:
+            raise SettingError(f"{what} {name}: this machine has {n} CUDA GPU{'s' * (n > 1)}, cuda:0 to "
+                               f"cuda:{n - 1}.")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise SettingError(f"{what} {name}: Apple's MPS is not available here; use {what} cpu.")
 
 
 # -- the process group -----------------------------------------------------------------------

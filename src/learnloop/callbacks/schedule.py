@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..optim import check_hp
+from ..optim import check_hp, set_hp
 from .core import Callback
 
 Schedule = Callable[[float], float]  # pct of training done, in [0, 1] -> value
@@ -196,3 +196,29 @@ class TorchScheduler(Callback):
             self.sched.load_state_dict(state)
         else:
             self._pending = dict(state)
+
+
+# -- choosing a schedule by name (the `learnloop fit --sched` choices) -----------------------
+SCHEDULES = ("onecycle", "step", "cos", "none")
+
+
+def schedule_cbs(name: str, lr: float, n_epoch: int) -> list[Callback]:
+    """The callbacks for the schedule `name`: one-cycle peaking at `lr`, StepLR (x0.1 every third of the
+    epochs), cosine annealing from `lr` to 0, or none (a constant lr)."""
+    if name == "onecycle":
+        return [OneCycle(lr)]
+    if name == "step":
+        return [TorchScheduler(partial(step_lr_from, lr, max(n_epoch // 3, 1)))]
+    if name == "cos":
+        return [ParamScheduler("lr", sched_cos(lr, 0.0))]
+    if name == "none":
+        return []
+    raise ValueError(f"Unknown schedule {name!r}: choose one of {', '.join(SCHEDULES)}.")
+
+
+def step_lr_from(lr: float, step_size: int, opt: Any) -> torch.optim.lr_scheduler.StepLR:
+    """A `StepLR` (x0.1 every `step_size` epochs) that starts from `lr`, whatever lr `opt` was left at."""
+    set_hp(opt, "lr", lr)
+    for group in opt.param_groups:  # StepLR starts from `initial_lr` when an earlier scheduler left one
+        group.pop("initial_lr", None)
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=0.1)

@@ -1,0 +1,11 @@
+"""The `learnloop` command: train, or find a learning rate, on digits, MNIST or an image folder.
+
+One module per command (`fit.py`, `lr_find.py`), registered in `app.COMMANDS`; the shared parts: `app.py`
+(entry point, exit statuses, Ctrl-C during start-up), `flags.py` (the parser and the flags commands share),
+`output.py` (colour, one-line errors and warnings), `runs.py` (what a run folder may hold) and `build.py`
+(data, model and Learner from the flags). Importing it imports no torch, so `learnloop --help` answers at once.
+"""
+
+from .app import build_parser, entry, main
+
+__all__ = ["build_parser", "entry", "main"]
