@@ -185,6 +185,24 @@ def test_a_signal_during_start_up_aborts_in_one_line(tmp_path, delay):
     assert status == 130 and err.endswith("learnloop: aborted.\n"), err
 
 
+def test_a_signal_while_the_start_up_latch_is_installed_aborts_in_one_line(tmp_path, monkeypatch, capsys):
+    # the race the subprocess test above hits now and then: SIGINT lands before the latch's handler is in, so Python
+    # raises it, while `main` installs the latch or on the way into `main`
+    from learnloop.cli import app, startup
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(startup.START_UP, "install", ctrl_c)
+    assert app.main(["fit", "digits", "--out", str(tmp_path / "r")]) == 130
+    assert capsys.readouterr().err == "learnloop: aborted.\n" and not (tmp_path / "r").exists()
+    monkeypatch.setattr(app, "main", ctrl_c)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # entry's own exit: not to ignore SIGINT in pytest
+    with pytest.raises(SystemExit) as stop:
+        app.entry()
+    assert stop.value.code == 130 and capsys.readouterr().err == "learnloop: aborted.\n"
+
+
 def test_a_signal_before_an_overwrite_starts_leaves_the_earlier_run(tmp_path, monkeypatch, capsys):
     from learnloop.cli import fit, main, startup
 

@@ -46,18 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `learnloop` command; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if threading.current_thread() is threading.main_thread():
-        startup.START_UP.install()
-    try:
+    latch = startup.START_UP
+    try:  # before the latch is in, Python raises a Ctrl-C: one that lands while it is installed is caught here
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if threading.current_thread() is threading.main_thread():
+            latch.install()
         return _main(argv)
-    except KeyboardInterrupt:  # while the flags were parsed: nothing has started
+    except KeyboardInterrupt:  # before the latch was in, or while the flags were parsed: nothing has started
         pass
     except Exception:
-        if startup.START_UP.received is None or debugging("--debug" in argv):
+        if latch.received is None or debugging("--debug" in (argv or [])):
             raise
     finally:
-        startup.START_UP.restore()
+        latch.restore()
     return aborted()
 
 
@@ -121,7 +122,10 @@ def interrupted(e: KeyboardInterrupt, args: argparse.Namespace, argv: list[str])
 
 def entry() -> None:
     """The console script: `main`, then an exit that a late Ctrl-C can't turn into a silent kill."""
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt:  # one that landed on the way into `main`, before its own handling began
+        status = aborted()
     # Everything is written; torch's teardown still takes up to a second, and a signal there would end the
     # process with no word and status -2 instead of this one.
     for signum in (signal.SIGINT, signal.SIGTERM):
