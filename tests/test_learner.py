@@ -14,6 +14,7 @@ from learnloop import (
     CancelBatchException,
     CancelEpochException,
     CancelFitException,
+    CancelStepException,
     CancelTrainException,
     CancelValidateException,
     Learner,
@@ -22,7 +23,7 @@ from learnloop import EVENTS
 from learnloop.metrics import accuracy
 
 BATCH_EVENTS = ["before_batch", "after_pred", "after_loss"]
-TRAIN_BATCH = BATCH_EVENTS + ["after_backward", "after_step", "after_batch"]
+TRAIN_BATCH = BATCH_EVENTS + ["before_backward", "after_backward", "before_step", "after_step", "after_batch"]
 VALID_BATCH = BATCH_EVENTS + ["after_batch"]
 
 
@@ -70,6 +71,7 @@ def test_event_order_for_one_epoch():
     [
         ("before_batch", CancelBatchException, ["before_batch", "after_cancel_batch", "after_batch"]),
         ("after_backward", CancelBatchException, ["after_backward", "after_cancel_batch", "after_batch"]),
+        ("before_step", CancelStepException, ["before_step", "after_cancel_step", "after_step", "after_batch"]),
         ("before_train", CancelTrainException, ["before_train", "after_cancel_train", "after_train", "before_validate"]),
         ("before_validate", CancelValidateException, ["before_validate", "after_cancel_validate", "after_validate", "after_epoch"]),
         ("before_epoch", CancelEpochException, ["before_epoch", "after_cancel_epoch", "after_epoch", "after_fit"]),
@@ -93,6 +95,30 @@ def test_cancel_batch_skips_the_step():
     before = [p.detach().clone() for p in learn.model.parameters()]
     learn.fit(1)
     assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
+
+
+def test_cancel_step_skips_step_and_zero_grad_of_that_batch_only():
+    class SkipFirstStep(Callback):
+        def before_backward(self):
+            self.grad_in[self.iter] = self.model.weight.grad  # None after a step's zero_grad
+            self.weight_in[self.iter] = self.model.weight.detach().clone()
+
+        def before_step(self):
+            self.grad_to_step = self.model.weight.grad.clone()
+            if self.iter == 0:
+                raise CancelStepException()
+
+        def after_cancel_step(self):
+            self.cancelled.append(self.iter)
+
+    skip = SkipFirstStep()
+    skip.grad_in, skip.weight_in, skip.cancelled = {}, {}, []
+    learn = tiny_learner([skip])  # 2 training batches
+    learn.fit(1)
+    assert skip.cancelled == [0] and torch.equal(skip.weight_in[1], skip.weight_in[0])  # batch 0: no step
+    assert skip.grad_in[0] is None and skip.grad_in[1] is not None  # nor zero_grad: batch 1 adds to its gradient
+    torch.testing.assert_close(learn.model.weight.detach(), skip.weight_in[1] - 0.1 * skip.grad_to_step)
+    assert learn.model.weight.grad is None  # the step that ran was followed by zero_grad
 
 
 def test_cancel_fit_at_batch_3_stops_there_and_after_fit_sees_the_model(make_dls, make_mlp):
@@ -158,7 +184,7 @@ def test_callback_error_names_the_callback_and_runs_after_fit():
     with pytest.raises(ValueError, match="bad callback") as info:
         learn.fit(1)
     assert log.events[-1] == "after_fit"
-    assert any("Broken.after_loss" in note for note in getattr(info.value, "__notes__", ["Broken.after_loss"]))
+    assert "raised in callback Broken.after_loss" in info.value.__notes__
     learn.remove_cbs([broken])
     learn.fit(1)  # the learner is still usable
     assert torch.isfinite(learn.model.weight).all()

@@ -19,7 +19,7 @@ _LAZY = {
     "UserError": "learnloop.errors",
     **{name: "learnloop.callbacks.core" for name in (
         "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
-        "CancelEpochException", "CancelFitException",
+        "CancelEpochException", "CancelFitException", "CancelStepException",
     )},
 }  # fmt: skip
 
@@ -28,8 +28,8 @@ __all__ = list(_LAZY)
 if TYPE_CHECKING:
     from .api import fit
     from .callbacks.core import (
-        EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException,
-        CancelValidateException,
+        EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelStepException,
+        CancelTrainException, CancelValidateException,
     )  # fmt: skip
     from .signals import FitInterrupted
     from .errors import UserError

@@ -137,13 +137,16 @@ class Learner:
             raise
 
     # -- the loop ----------------------------------------------------------------------------
-    def _with_events(self, level: str, body: Callable[[], None], cleanup: bool = False) -> None:
+    def _with_events(self, level: str, body: Callable[[], Any], cleanup: bool = False) -> bool:
         """`before_<level>`, `body`, `after_<level>`; the level's Cancel exception skips to `after_cancel_<level>`.
-        With `cleanup` (the fit), `after_<level>` also runs when `body` raises; `self.error` holds the exception."""
+        With `cleanup` (the fit), `after_<level>` also runs when `body` raises; `self.error` holds the exception.
+        Returns False when the level was cancelled."""
         before, after_cancel, after, cancel = LEVELS[level]
+        done = False
         try:
             self(before)
             body()
+            done = True
         except cancel as e:
             self.error = e
             self(after_cancel)
@@ -154,9 +157,10 @@ class Learner:
                 self(after)
             raise
         self(after)
+        return done
 
     def one_batch(self) -> None:
-        """Forward, loss, and when training backward, step and zero_grad."""
+        """Forward, loss, and when training backward, step and zero_grad (each step skippable on its own)."""
         try:  # free until it raises; then `explain` names the usual mistakes (diagnose.py)
             self.preds = self.model(self.xb)
         except Exception as e:
@@ -169,11 +173,11 @@ class Learner:
         self("after_loss")
         if not self.training:
             return
+        self("before_backward")
         self.loss_grad.backward()
         self("after_backward")
-        self.opt.step()
-        self("after_step")
-        self.opt.zero_grad(set_to_none=True)
+        if self._with_events("step", self.opt.step):  # a CancelStepException keeps the gradients
+            self.opt.zero_grad(set_to_none=True)
 
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl)

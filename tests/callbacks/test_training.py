@@ -77,14 +77,14 @@ def test_save_best_keeps_and_restores_the_best_weights(tmp_path):
 
 
 class GradNorm(Callback):
-    """Records the global gradient norm after every backward (after any clipping)."""
+    """Records the global gradient norm the step is taken with (after any clipping)."""
 
     order = 10
 
     def __init__(self):
         self.norms = []
 
-    def after_backward(self):
+    def before_step(self):
         grads = [p.grad.flatten() for p in self.model.parameters()]
         self.norms.append(float(torch.cat(grads).norm()))
 

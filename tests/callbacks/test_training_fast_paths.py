@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from learnloop import Callback, CancelBatchException, Learner
 from learnloop.callbacks import (ChannelsLast, CompileModel, GradientAccumulation, MixedPrecision,
-                                 TerminateOnNaN)
+                                 TerminateOnNaN, TorchScheduler)
 from learnloop.data import ArrayDataset, DataLoader, DataLoaders
 from learnloop.data.datasets import digits
 from learnloop.metrics import accuracy
@@ -198,14 +199,14 @@ class Stop(Callback):
 
 
 class GradProbe(Callback):
-    """The gradients at every step (order 30: after GradientAccumulation cancelled the batches that don't step)."""
+    """The gradients at every step (order 30: after GradientAccumulation skipped the steps of the batches that don't step)."""
 
     order = 30
 
     def before_fit(self):
         self.grads = []
 
-    def after_backward(self):
+    def before_step(self):
         self.grads.append([p.grad.clone() for p in self.learn.model.parameters()])
 
 
@@ -274,3 +275,12 @@ def test_pin_memory_batches_equal_the_unpinned_ones():
     for (xp, yp), (xb, yb) in zip(pinned, DataLoader(ArrayDataset(x, y), 4)):
         assert torch.equal(xp, xb) and torch.equal(yp, yb)
         assert xp.is_pinned() == torch.cuda.is_available()
+
+
+def test_gradient_accumulation_steps_a_per_batch_torch_scheduler_once_per_optimizer_step(make_mlp, digits_tensors):
+    x, y = digits_tensors[0][:128], digits_tensors[1][:128]  # 4 batches of 32: 2 optimizer steps
+    learn = Learner(make_mlp(0), DataLoader(ArrayDataset(x, y), 32), loss_func=F.cross_entropy, lr=0.5,
+                    opt_func=torch.optim.SGD, progress=False, cbs=[GradientAccumulation(2)])
+    learn.fit(1, cbs=[TorchScheduler(partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5), per="batch")])
+    assert learn.lr == pytest.approx(0.5 * 0.5**2)
+    assert not hasattr(MixedPrecision, "param_groups") and not hasattr(MixedPrecision, "step")  # no optimizer pose

@@ -3,8 +3,8 @@
 from .activations import ActivationStats
 from .checkpoint import Checkpoint
 from .core import (
-    EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelTrainException,
-    CancelValidateException,
+    EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelStepException,
+    CancelTrainException, CancelValidateException,
 )  # fmt: skip
 from .ddp import DistributedCallback
 from .interrupt import FitInterrupted, GracefulInterrupt
@@ -24,7 +24,7 @@ from .training import (
 
 __all__ = [
     "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
-    "CancelEpochException", "CancelFitException", "as_callback", "KerasCallback", "Recorder", "GatherPreds",
+    "CancelEpochException", "CancelFitException", "CancelStepException", "as_callback", "KerasCallback", "Recorder", "GatherPreds",
     "ProgressCallback", "TerminateOnNaN", "ActivationStats", "TensorBoardCallback", "CSVLogger", "MLflowCallback",
     "monitoring_callbacks", "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
     "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted", "EarlyStopping",

@@ -11,6 +11,11 @@ import warnings
 from typing import Any
 
 
+class CancelStepException(Exception):
+    """Skip this batch's optimizer step and zero_grad (its gradients are kept); `after_cancel_step` and
+    `after_step` still run. Raise it in `before_step`."""
+
+
 class CancelBatchException(Exception):
     """Skip the rest of this batch; `after_cancel_batch` and `after_batch` still run."""
 
@@ -40,15 +45,16 @@ LEVELS: dict[str, tuple[str, str, str, type[Exception]]] = {
         ("train", CancelTrainException),
         ("validate", CancelValidateException),
         ("batch", CancelBatchException),
+        ("step", CancelStepException),
     ]
 }
 CANCELS: tuple[type[Exception], ...] = tuple(exc for *_, exc in LEVELS.values())
 
 EVENTS: tuple[str, ...] = (
     "before_fit", "before_epoch", "before_train", "before_validate", "before_batch",
-    "after_pred", "after_loss", "after_backward", "after_step", "after_batch",
+    "after_pred", "after_loss", "before_backward", "after_backward", "before_step", "after_step", "after_batch",
     "after_train", "after_validate", "after_epoch", "after_fit",
-    "after_cancel_batch", "after_cancel_train", "after_cancel_validate",
+    "after_cancel_step", "after_cancel_batch", "after_cancel_train", "after_cancel_validate",
     "after_cancel_epoch", "after_cancel_fit",
 )  # fmt: skip
 

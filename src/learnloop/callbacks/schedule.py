@@ -152,6 +152,7 @@ class TorchScheduler(Callback):
         self.sched_factory, self.per = sched_factory, per
         self.sched: Any = None
         self._pending: dict | None = None  # state loaded before the scheduler exists
+        self._skipped = False
 
     def before_fit(self):
         try:
@@ -169,9 +170,13 @@ class TorchScheduler(Callback):
             self._pending = None
         self.learn.read_hps()  # building a torch scheduler may set the lr (its initial value)
 
+    def after_cancel_step(self):
+        self._skipped = True  # no optimizer step this batch (accumulation, an fp16 overflow): no scheduler step
+
     def after_step(self):
-        if self.per == "batch":
+        if self.per == "batch" and not self._skipped:
             self._step()
+        self._skipped = False
 
     def after_epoch(self):
         if self.per != "epoch":

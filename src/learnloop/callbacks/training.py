@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..nn.torch_view import to_torch
-from .core import Callback, CancelBatchException, CancelFitException
+from .core import Callback, CancelFitException, CancelStepException
 
 
 class TerminateOnNaN(Callback):
@@ -79,20 +79,20 @@ class TerminateOnNaN(Callback):
 
 
 class GradientClip(Callback):
-    """Clips the global gradient norm to `max_norm` after every backward (`torch.nn.utils.clip_grad_norm_`)."""
+    """Clips the global gradient norm to `max_norm` before every optimizer step (`torch.nn.utils.clip_grad_norm_`)."""
 
     def __init__(self, max_norm: float, norm_type: float = 2.0):
         if not max_norm > 0:
             raise ValueError(f"max_norm must be > 0, got {max_norm!r}: e.g. GradientClip(1.0).")
         self.max_norm, self.norm_type = max_norm, norm_type
 
-    def after_backward(self):
+    def before_step(self):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm, self.norm_type)
 
 
-# Fast paths. Orders: `GradientAccumulation` (-20) decides whether this batch steps before
-# `MixedPrecision` (-10) unscales the gradients, and both come before callbacks of the default order 0
-# (`GradientClip`), which so see the true gradients of the batches that step.
+# Fast paths, on the step's own events. In `before_step`, `GradientAccumulation` (order -20) decides whether
+# this batch steps before `MixedPrecision` (-10) unscales the gradients, and both come before callbacks of the
+# default order 0 (`GradientClip`), which so see the true, accumulated gradients of the batches that step.
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -102,8 +102,9 @@ class MixedPrecision(Callback):
 
     Autocast is entered in `before_batch` and left in `after_loss`, so backward and the step run outside it;
     `after_batch`, `after_cancel_batch` and `after_fit` leave it too, so a cancelled or failed batch never
-    leaks it. With fp16 the loss is scaled before backward, the gradients are unscaled in `after_backward`,
-    and a step whose gradients overflowed is skipped (its batch cancelled), as `GradScaler.step` does.
+    leaks it. With fp16 the loss is scaled in `before_backward`; in `before_step` the gradients are unscaled
+    and the scale updated, and a step whose gradients overflowed is skipped (`CancelStepException`, its
+    gradients dropped), as `GradScaler.step` would.
     """
 
     order = -10
@@ -130,29 +131,21 @@ class MixedPrecision(Callback):
 
     def after_loss(self):
         self._leave()
-        if self.scaler is not None and self.learn.training:
+
+    def before_backward(self):
+        if self.scaler is not None:
             self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
 
-    def after_backward(self):
-        if self.scaler is None:
+    def before_step(self):
+        scaler = self.scaler
+        if scaler is None:
             return
-        # GradScaler.step(self) unscales the grads of our param_groups and calls self.step() only if they are
-        # all finite; the learner then takes the real step.
-        self._overflow = True
-        self.scaler.step(self)
-        self.scaler.update()
-        if self._overflow:
-            self.learn.opt.zero_grad(set_to_none=True)
-            raise CancelBatchException()
-
-    def step(self) -> None:
-        """Called by `GradScaler.step` when the gradients are finite: the step may go ahead."""
-        self._overflow = False
-
-    @property
-    def param_groups(self) -> list[dict]:
-        """The optimizer's param groups, for `GradScaler` to unscale."""
-        return self.learn.opt.param_groups
+        scaler.unscale_(self.learn.opt)  # records whether any gradient is inf or NaN
+        scale = scaler.get_scale()
+        scaler.update()  # backs the scale off (times 0.5) exactly when it recorded an inf or NaN
+        if scaler.get_scale() < scale:
+            self.learn.opt.zero_grad(set_to_none=True)  # an overflowed gradient must not be accumulated
+            raise CancelStepException()
 
     def _leave(self) -> None:
         if self._autocast is not None:
@@ -196,10 +189,10 @@ class ChannelsLast(Callback):
 class GradientAccumulation(Callback):
     """Steps once every `n_acc` training batches, on the mean of their gradients: a batch `n_acc` times larger.
 
-    Each loss is divided by `n_acc` before backward, and the batches that do not step are cancelled after
-    backward (no step, no zero_grad), so with equal batch sizes the accumulated gradient is the big batch's
-    mean. Which batches step follows from `iter`, so a resumed epoch keeps the same groups; gradients left over
-    at the end of an epoch are dropped.
+    Each loss is divided by `n_acc` before backward, and the batches that do not step skip only their step
+    (`CancelStepException` in `before_step`: no step, no zero_grad), so with equal batch sizes the accumulated
+    gradient is the big batch's mean. Which batches step follows from `iter`, so a resumed epoch keeps the
+    same groups; gradients left over at the end of an epoch are dropped.
     """
 
     order = -20
@@ -212,13 +205,12 @@ class GradientAccumulation(Callback):
     def before_train(self):
         self.learn.opt.zero_grad(set_to_none=True)
 
-    def after_loss(self):
-        if self.learn.training:
-            self.learn.loss_grad = self.learn.loss_grad / self.n_acc
+    def before_backward(self):
+        self.learn.loss_grad = self.learn.loss_grad / self.n_acc
 
-    def after_backward(self):
+    def before_step(self):
         if (self.learn.iter + 1) % self.n_acc:
-            raise CancelBatchException()  # keep accumulating
+            raise CancelStepException()  # keep accumulating
 
 
 class CompileModel(Callback):
