@@ -92,7 +92,7 @@ def main() -> None:
     print(f"learn.validate(test_dataloader): {learn.validate(test_dataloader)}")
 
     x, y = test_ds[0]
-    print(f"learn.predict on one test image: predicted {learn.predict(x).argmax().item()}, true {y.item()}")
+    print(f"learn.predict on one test image: predicted {learn.predict(x)[1]}, true {y.item()}")
     print(f"weights saved to {learn.save(args.out / 'model.pth')}")
 
 

@@ -269,7 +269,8 @@ def test_get_preds_and_predict(make_dls, make_mlp, digits_tensors):
     _, _, xv, yv = digits_tensors
     assert preds.shape == (len(yv), 10) and torch.equal(targets, yv)
     assert float(accuracy(preds, targets)) > 0.85
-    assert torch.allclose(learn.predict(xv[0]), preds[0], atol=1e-6)
+    label, index, probs = learn.predict(xv[0])  # no vocab: the label is the index
+    assert label == index == int(preds[0].argmax()) and torch.allclose(probs, preds[0].softmax(-1), atol=1e-6)
 
 
 def test_single_training_loader_runs_without_validation(digits_tensors, make_mlp):

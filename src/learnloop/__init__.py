@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Learner": "learnloop.learner",
     "fit": "learnloop.api",
+    "load_learner": "learnloop.api",
     "load_checkpoint": "learnloop.saving",
     "FitInterrupted": "learnloop.signals",
     "UserError": "learnloop.errors",
@@ -26,7 +27,7 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:
-    from .api import fit
+    from .api import fit, load_learner
     from .callbacks.core import (
         EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelStepException,
         CancelTrainException, CancelValidateException,

@@ -25,6 +25,8 @@ from .callbacks.training import TerminateOnNaN
 from .data import DataLoaders
 from .diagnose import check_train_loader, explain
 from .distributed import default_device, is_main, unwrap
+from .inference import predict
+from .model_file import save_model
 from .nn.functional import cross_entropy
 from .optim import SGD, read_hps, set_hp
 from .saving import load_weights, save_weights
@@ -273,11 +275,10 @@ class Learner:
             self.predicting = False
         return gather.outputs, gather.targets
 
-    def predict(self, x: Any) -> torch.Tensor:
-        """The model's output for one sample (no batch dimension in or out)."""
-        with self._model_mode_kept(), torch.no_grad():
-            self.model.eval()
-            return self.model(torch.as_tensor(x).unsqueeze(0).to(self.device))[0]
+    def predict(self, item: Any) -> tuple[Any, int, torch.Tensor]:
+        """`(label, index, probs)` for one item (a photo's path, PIL image or uint8 HWC array, or a sample as the
+        dataset gives it), through the validation pipeline (`inference.predict`)."""
+        return predict(self, item)
 
     @contextmanager
     def _model_mode_kept(self):
@@ -292,6 +293,11 @@ class Learner:
         """Save the model's (and optimizer's) state, and `extra` (e.g. class names), to `path`, atomically; under
         torchrun rank 0 alone writes."""
         return save_weights(unwrap(self.model), self.opt if with_opt else None, path, extra)
+
+    def export(self, path: str | Path, with_opt: bool = False) -> Path:
+        """Write the model file `load_learner` reads: weights, architecture, classes, input pipeline
+        (`model_file.py`)."""
+        return save_model(self.model, path, self.dls, self.opt if with_opt else None)
 
     def load(self, path: str | Path, with_opt: bool = True) -> Learner:
         """Load what `save` wrote: the model (and optimizer) state."""

@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         finished_by = e.signum
     with SignalLatch(then="writing the results first") as late:  # a moment's work: a Ctrl-C now waits for it
-        vocab = getattr(learn.dls.train.ds, "vocab", None)  # an image folder's labels, output by output
-        learn.save(out / "model.pt", extra={"classes": list(vocab)} if vocab is not None else None)
+        learn.export(out / "model.pt", with_opt=True)  # weights, arch, classes, input pipeline: model_file.py
         if learn.recorder.losses and is_main():
             learn.recorder.plot_loss(out / "loss.png")
         say(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")

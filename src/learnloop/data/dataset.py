@@ -32,6 +32,9 @@ def as_tensor(a: Any, labels: bool = False) -> Tensor:
 class ArrayDataset:
     """`(x[i], y[i])` pairs from two equally long tensors or numpy arrays, with optional per-sample transforms."""
 
+    pixel_max: float | None = None  # x = raw / pixel_max for data scaled from integers (MNIST: 255): a model file
+    # records it, so raw integer arrays are predicted at the scale trained on
+
     def __init__(self, x: Any, y: Any, tfm_x: Callable | None = None, tfm_y: Callable | None = None) -> None:
         self.x, self.y = as_tensor(x), as_tensor(y, labels=True)
         if len(self.x) != len(self.y):
@@ -93,6 +96,12 @@ def _split_dirs(root: Path) -> dict[str, Path]:
     return {"train": train, "valid": valid}
 
 
+def image_to_tensor(im: Image.Image) -> Tensor:
+    """A PIL image as a uint8 `(C, H, W)` tensor (grey images too: C = 1)."""
+    a = np.array(im, dtype=np.uint8)
+    return torch.from_numpy(a.reshape(*a.shape[:2], -1)).permute(2, 0, 1)
+
+
 def _hidden(name: str) -> bool:
     # .ipynb_checkpoints, .git, macOS's ._photo.jpg (AppleDouble metadata, not an image): never data
     return name.startswith(".")
@@ -107,7 +116,7 @@ def _class_dirs(d: Path) -> list[os.DirEntry]:
         return sorted((e for e in entries if e.is_dir() and not _hidden(e.name)), key=lambda e: e.name)
 
 
-def _images_under(d: str) -> list[str]:
+def images_under(d: str) -> list[str]:
     """The image files anywhere under `d` (subfolders too, as torchvision's ImageFolder), sorted; hidden skipped."""
     found = []
     for parent, dirs, names in os.walk(d):
@@ -116,11 +125,11 @@ def _images_under(d: str) -> list[str]:
     return found
 
 
-def _image_files(d: Path) -> tuple[list[str], list[str]]:
+def labelled_images(d: Path) -> tuple[list[str], list[str]]:
     """(paths, class names) of the images in `d/<class>/` (and below), sorted; names only, no image is opened."""
     files, classes = [], []
     for cls in _class_dirs(d):
-        paths = _images_under(cls.path)
+        paths = images_under(cls.path)
         files += paths
         classes += [cls.name] * len(paths)
     return files, classes
@@ -152,7 +161,7 @@ class ImageFolder:
         check_decoder(decoder)
         self.root = Path(root)
         dirs = _split_dirs(self.root)
-        self.files, classes = _image_files(dirs[split])
+        self.files, classes = labelled_images(dirs[split])
         if not self.files:
             d = dirs[split]
             loose = [n for n in os.listdir(d) if _is_image(n)]
@@ -204,8 +213,7 @@ class ImageFolder:
                             f"delete the file, then run again.") from None
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        a = np.array(self.image(i), dtype=np.uint8)
-        x = torch.from_numpy(a.reshape(*a.shape[:2], -1)).permute(2, 0, 1)
+        x = image_to_tensor(self.image(i))
         if self.dtype == torch.float32:
             x = x.float().div_(255)
         return (x if self.tfm_x is None else self.tfm_x(x)), self.labels[i]

@@ -40,7 +40,12 @@ def digits(valid_pct: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDa
     y = torch.from_numpy(d.target).long()
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     valid, train = perm.split([math.ceil(valid_pct * len(x)), len(x) - math.ceil(valid_pct * len(x))])
-    return ArrayDataset(x[train], y[train]), ArrayDataset(x[valid], y[valid])
+    return _scaled(ArrayDataset(x[train], y[train]), 16), _scaled(ArrayDataset(x[valid], y[valid]), 16)
+
+
+def _scaled(ds: ArrayDataset, pixel_max: float) -> ArrayDataset:
+    ds.pixel_max = pixel_max  # what its integers were divided by (see ArrayDataset.pixel_max)
+    return ds
 
 
 def find_file(name: str, path: str | Path | None = None) -> Path:
@@ -98,7 +103,7 @@ def mnist(path: str | Path | None = None, sha256: str | None = None) -> tuple[Ar
                         f"interrupted copy or download): copy it again.") from None
 
     def to_ds(x: torch.Tensor, y: torch.Tensor) -> ArrayDataset:
-        return ArrayDataset(x.unsqueeze(1).float().div_(255), y.long())  # float, so it trains as is
+        return _scaled(ArrayDataset(x.unsqueeze(1).float().div_(255), y.long()), 255)  # float: it trains as is
 
     return to_ds(arrays["x_train"], arrays["y_train"]), to_ds(arrays["x_test"], arrays["y_test"])
 

@@ -122,13 +122,15 @@ def _decode_simplejpeg(data: bytes, size: tuple[int, int], mode: str,
         return None
 
 
-def decode_image(path: str, size: tuple[int, int], mode: str = "RGB",
+def decode_image(path: str | Image.Image, size: tuple[int, int], mode: str = "RGB",
                  box_for: Callable[[int, int], Box] | None = None, decoder: str = "auto") -> Image.Image:
-    """The image at `path` in `mode`, upright (EXIF orientation applied, as a photo viewer shows it), cropped to
-    `box_for(w, h)` (default: the centred box of the target aspect) and resized to `size` (H, W), in one resize.
-    JPEGs are decoded at the smallest DCT scale that still covers the crop at `size` (simplejpeg when installed and
-    `decoder` allows, else Pillow's `draft`)."""
+    """The image at `path` (or a PIL image) in `mode`, upright (EXIF orientation applied, as a photo viewer shows
+    it), cropped to `box_for(w, h)` (default: the centred box of the target aspect) and resized to `size` (H, W), in
+    one resize. JPEGs are decoded at the smallest DCT scale that still covers the crop at `size` (simplejpeg when
+    installed and `decoder` allows, else Pillow's `draft`)."""
     box_for = box_for or (lambda w, h: centre_box(w, h, size[1] / size[0]))
+    if isinstance(path, Image.Image):  # the caller's image: read as it is, never drafted (that would change it)
+        return _decode_pillow(path, size, mode, box_for, draft=False)
     if decoder != "pillow" and mode in ("RGB", "L") and _simplejpeg() is not None:
         with open(path, "rb") as f:
             data = f.read()
@@ -137,15 +139,21 @@ def decode_image(path: str, size: tuple[int, int], mode: str = "RGB",
             if im is not None:
                 return im
     with Image.open(path) as im:
+        return _decode_pillow(im, size, mode, box_for)
 
-        def decode(min_wh: tuple[int, int]) -> Image.Image:
-            if im.format == "JPEG":  # libjpeg's DCT scaling by 1/2, 1/4 or 1/8: less to decode and to resize
-                im.draft("L" if mode == "L" else "RGB", min_wh)
-            if im.mode.startswith("I"):  # 16-bit grey (PNG, TIFF): convert() would clip it to white
-                return Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)).convert(mode)
-            return im if im.mode == mode else im.convert(mode)
 
-        return _crop_resize(decode, *im.size, im.getexif().get(0x0112, 1), size, box_for)
+def _decode_pillow(im: Image.Image, size: tuple[int, int], mode: str, box_for: Callable[[int, int], Box],
+                   draft: bool = True) -> Image.Image:
+    """`decode_image` through Pillow, from an opened image (drafted at a DCT scale while a JPEG is not loaded yet)."""
+
+    def decode(min_wh: tuple[int, int]) -> Image.Image:
+        if draft and im.format == "JPEG":  # libjpeg's DCT scaling by 1/2, 1/4 or 1/8: less to decode and to resize
+            im.draft("L" if mode == "L" else "RGB", min_wh)
+        if im.mode.startswith("I"):  # 16-bit grey (PNG, TIFF): convert() would clip it to white
+            return Image.fromarray((np.asarray(im) >> 8).astype(np.uint8)).convert(mode)
+        return im if im.mode == mode else im.convert(mode)
+
+    return _crop_resize(decode, *im.size, im.getexif().get(0x0112, 1), size, box_for)
 
 
 def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError, UserError
 from .dataset import ArrayDataset
+from .pipeline import ItemsDataset, Pipeline, pipeline_of
 
 Tfms = Callable | Sequence[Callable] | None
 EpochKey = tuple[int, int] | None  # (seed, epoch) for a dataset with `seed_epoch`, else None
@@ -335,10 +336,40 @@ class DataLoader:
 
 
 class DataLoaders:
-    """The train and valid loaders of a fit."""
+    """The train and valid loaders of a fit; `test_dl` makes more with the validation pipeline."""
 
-    def __init__(self, train: Any, valid: Any) -> None:
+    def __init__(self, train: Any, valid: Any, pipeline: Pipeline | None = None,
+                 vocab: Sequence | None = None) -> None:
         self.train, self.valid = train, valid
+        self._pipeline, self._vocab = pipeline, vocab  # given by load_learner; else read from the loaders
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The validation input pipeline (`data.pipeline`): what new items go through to be predicted."""
+        return self._pipeline or pipeline_of(self)
+
+    @property
+    def vocab(self) -> Sequence | None:
+        """The label of each class index: the datasets' vocab (image folders), None when they have none."""
+        if self._vocab is not None:
+            return self._vocab
+        for loader in (self.train, self.valid):
+            vocab = getattr(getattr(loader, "ds", None) or getattr(loader, "dataset", None), "vocab", None)
+            if vocab is not None:
+                return list(vocab)
+        return None
+
+    def test_dl(self, items: Sequence[Any], labels: Sequence[int] | None = None, bs: int | None = None,
+                n_workers: int = 0, skip_errors: bool = False) -> DataLoader:
+        """A loader over `items` (paths, PIL images, arrays, or tensors as the dataset gives them) that decodes,
+        crops and normalises them as validation does, `bs` at a time (the valid loader's by default) in `n_workers`
+        processes; `labels` (class indices) for a labelled test set. `learn.get_preds(dl)` predicts them."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise ValueError("these loaders have no recorded input pipeline (learnloop knows image folders and "
+                             "arrays): build a DataLoader over your test data with your own transforms.")
+        return DataLoader(ItemsDataset(items, pipeline, labels, skip_errors), bs or pipeline.bs, n_workers=n_workers,
+                          batch_tfms=pipeline.batch_tfms)
 
     @classmethod
     def from_dsets(cls, train_ds: Any, valid_ds: Any, bs: int = 64, drop_last: bool = False,

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .archs import register_arch
 from .module import Module, Parameter
 
 __all__ = ["Linear", "ConvLayer", "Sequential", "AdaptivePool", "Flatten", "ReLU", "Lambda",
@@ -125,6 +126,7 @@ class Lambda(Module):
         return getattr(self.fn, "__name__", repr(self.fn))
 
 
+@register_arch
 def simple_cnn(in_channels: int = 3, n_classes: int = 10,
                widths: Sequence[int] = (16, 32, 64, 128)) -> Sequential:
     """The seed's CNN: stride-2 ConvLayers, a last one to `n_classes` without ReLU, then pooling."""

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .archs import register_arch
+
 
 def _conv_bn_relu(ni: int, nf: int, stride: int) -> list[torch.nn.Module]:
     # No conv bias: the BatchNorm right after it has one.
@@ -13,6 +15,7 @@ def _conv_bn_relu(ni: int, nf: int, stride: int) -> list[torch.nn.Module]:
             torch.nn.ReLU(inplace=True)]
 
 
+@register_arch
 def bn_cnn(in_channels: int = 1, n_classes: int = 10, widths: Sequence[int] = (16, 32, 64, 128),
            strides: Sequence[int] = (2, 2, 2, 2), depth: int = 1) -> torch.nn.Sequential:
     """A small fast CNN: per width, `depth` 3x3 conv-BatchNorm-ReLUs (the first with the width's stride), then
@@ -32,6 +35,7 @@ def bn_cnn(in_channels: int = 1, n_classes: int = 10, widths: Sequence[int] = (1
                                torch.nn.Linear(sizes[-1], n_classes))
 
 
+@register_arch
 def image_cnn(in_channels: int = 3, n_classes: int = 10,
               widths: Sequence[int] = (32, 64, 128, 256)) -> torch.nn.Sequential:
     """A CNN for 64-128 px colour photos: per width two 3x3 conv-BatchNorm-ReLUs (the very first of stride 2), a 2x2
