@@ -107,6 +107,12 @@ def photo_folder(tmp_path):
     return write_photo_folder(tmp_path / "photos")
 
 
+@pytest.fixture(scope="module")
+def module_photo_folder(tmp_path_factory):
+    """`write_photo_folder`'s folder, made once for a test module (for a run trained once and used by many tests)."""
+    return write_photo_folder(tmp_path_factory.mktemp("module") / "photos")
+
+
 @pytest.fixture
 def make_photo_folder(tmp_path):
     """Factory: `write_photo_folder(tmp_path / name, **kwargs)`."""

@@ -3,13 +3,17 @@ validation pipeline (`learn.dls.pipeline`), and the label of each."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .data.pipeline import Pipeline, pipeline_of
+from .data.dataset import images_under
+from .data.pipeline import READ_ERRORS, Pipeline, pipeline_of
+from .errors import MissingFileError
 
 
 def pipeline(learn: Any) -> Pipeline | None:
@@ -72,3 +76,45 @@ def predict_dl(learn: Any, dl: Iterable) -> tuple[Tensor, Tensor]:
         ps.append(probs(learn, xb))
         ys.append(torch.as_tensor(yb))
     return torch.cat(ps), torch.cat(ys)
+
+
+def image_items(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The images to predict: each path that is a file, and the images anywhere under each folder (sorted; hidden
+    files and folders and files that are not images skipped). A MissingFileError names a path that does not exist."""
+    items: list[str] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            items += images_under(str(path))
+        elif path.exists():
+            items.append(str(path))
+        else:
+            raise MissingFileError(f"{path} does not exist: pass image files or folders of images.")
+    return items
+
+
+def predict_items(learn: Any, items: Sequence[Any], top: int = 1, bs: int | None = None,
+                  n_workers: int = 0) -> Iterator[tuple[Any, list[tuple[Any, float]] | str]]:
+    """For each item, in order and batch by batch as they are predicted: `(item, [(label, prob), ...])` with the
+    `top` most likely labels, or `(item, reason)` for one that can't be read (the others are still predicted)."""
+    pipe = pipeline(learn)
+    dl = learn.dls.test_dl(items, bs=bs, n_workers=n_workers, skip_errors=True)
+    i = 0
+    try:
+        for xb, yb in dl:
+            ps = probs(learn, xb)
+            values, indices = ps.topk(min(top, ps.shape[-1]), dim=-1)
+            for ok, vs, ixs in zip((torch.as_tensor(yb) >= 0).tolist(), values.tolist(), indices.tolist()):
+                item = items[i]
+                yield item, ([(label_of(learn, k), v) for k, v in zip(ixs, vs)] if ok else _unreadable(pipe, item))
+                i += 1
+    finally:
+        dl.close()
+
+
+def _unreadable(pipe: Pipeline, item: Any) -> str:
+    """Why `item` can't be read (read again here: the worker that failed could only mark it)."""
+    try:
+        pipe.load(item)
+    except READ_ERRORS as e:
+        return f"{type(e).__name__}: {e}"
+    return "it could not be read"

@@ -1,7 +1,7 @@
 """The model file: everything inference needs, as plain data that `torch.load(path, weights_only=True)` reads and
 that runs no code when loaded.
 
-Keys (format "learnloop.model", version 2):
+Keys (`format` "learnloop.model", `format_version` 2):
 - `model`: the state_dict; `opt`: the optimizer's (only when saved with it);
 - `arch`: `{"name": "image_cnn", "kwargs": {...}}` for learnloop's architectures (`learnloop.nn.build_arch` rebuilds
   it), None for a model built by other code (then `load_learner(path, model=...)` takes the model);
@@ -9,7 +9,7 @@ Keys (format "learnloop.model", version 2):
 - `input`: the validation pipeline (`learnloop.data.pipeline`): for photos `{"kind": "image", "size": [H, W],
   "mode": "RGB", "resize": "centre-crop", "mean", "std", "bs"}`, for arrays `{"kind": "array", "shape", "dtype",
   "pixel_max", "mean", "std", "bs"}`; None when the data was of another kind;
-- `format`, `version`, `learnloop_version`, `torch_version`.
+- `format`, `format_version`, `learnloop_version`, `torch_version`.
 Files written before version 2 hold `model` (and `opt`, `classes`) only: `Learner.load` reads them, and `load_learner`
 with `model=`.
 """
@@ -39,7 +39,7 @@ def model_record(model: Any, dls: Any = None, classes: list | None = None,
     pipeline = pipeline or (pipeline_of(dls) if dls is not None else None)
     if classes is None and dls is not None:
         classes = getattr(dls, "vocab", None)
-    return {"format": FORMAT, "version": VERSION, "arch": arch_of(model),
+    return {"format": FORMAT, "format_version": VERSION, "arch": arch_of(model),
             "classes": None if classes is None else list(classes),
             "input": None if pipeline is None else pipeline.to_dict(),
             "learnloop_version": __version__, "torch_version": str(torch.__version__)}
@@ -68,7 +68,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
                               f"`learnloop fit` or learn.export() wrote, not a training checkpoint.")
     for key in ("arch", "classes", "input"):
         state.setdefault(key, None)
-    state.setdefault("version", 1)
+    state.setdefault("format_version", 1)
     state["path"] = str(file)
     return state
 

@@ -129,7 +129,13 @@ def plot_confusion(
 ) -> Figure:
     """Confusion matrix of the model on `dl` (the valid loader by default): rows actual, columns predicted."""
     preds, targets = learn.get_preds(dl)
-    cm = confusion_matrix(preds, targets).float()
+    return plot_confusion_matrix(confusion_matrix(preds, targets), path, labels, normalize, show)
+
+
+def plot_confusion_matrix(cm: torch.Tensor, path: PathLike = None, labels: Sequence[str] | None = None,
+                          normalize: bool = False, show: bool = True) -> Figure:
+    """A confusion matrix of counts (`confusion_matrix`) drawn with its numbers: rows actual, columns predicted."""
+    cm = cm.float()
     if normalize:
         cm = cm / cm.sum(dim=1, keepdim=True).clamp(min=1)
     n = cm.shape[0]
@@ -162,15 +168,17 @@ def _per_sample_losses(loss_func: Any, preds: torch.Tensor, targets: torch.Tenso
 
 
 @torch.no_grad()
-def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None) -> list[dict]:
+def top_losses(learn: Any, k: int = 9, dl: Iterable | None = None,
+               preds: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
     """The `k` samples of `dl` (valid by default) with the highest loss, worst first, as table rows.
 
     Each row: `index` (position in the loader's order: the dataset index for an unshuffled loader),
-    `target`, `predicted`, `loss`, `prob` (the model's probability for its predicted class).
+    `target`, `predicted`, `loss`, `prob` (the model's probability for its predicted class). `preds`: the
+    `(outputs, targets)` of `learn.get_preds(dl)` when you have them already.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}.")
-    preds, targets = learn.get_preds(dl)
+    preds, targets = preds if preds is not None else learn.get_preds(dl)
     losses = _per_sample_losses(learn.loss_func, preds, targets).float()
     worst = losses.topk(min(k, len(losses))).indices
     probs = preds.float().softmax(dim=-1)
@@ -249,11 +257,12 @@ def _as_pixels(xb: torch.Tensor) -> torch.Tensor:
 
 
 def show_batch(batch: Any, path: PathLike = None, n: int = 16, ncols: int | None = None,
-               vocab: Sequence | None = None, show: bool = True) -> Figure:
+               vocab: Sequence | None = None, show: bool = True, titles: Sequence[str] | None = None) -> Figure:
     """A grid of images with their labels: of a `(xb, yb)` batch, or of a learnloop DataLoader's `one_batch()`.
 
     From a loader the images are shown as the model sees them (augmented, cropped, resized), undoing the batch
     transforms that have a `decode` (`Normalize`, `ToFloat`), and labels are named by `dl.ds.vocab` when there is one.
+    `titles` (one per image) replace the labels.
     """
     if hasattr(batch, "one_batch"):  # a DataLoader: one batch, decoded back to pixels
         dl = batch
@@ -270,8 +279,9 @@ def show_batch(batch: Any, path: PathLike = None, n: int = 16, ncols: int | None
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")
-    for ax, x, y in zip(axes, xb, yb):
+    for ax, x in zip(axes, xb):
         img = x.permute(1, 2, 0).numpy()
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-        ax.set_title(str(vocab[y]) if vocab is not None else str(y), fontsize=10)
+    for ax, title in zip(axes, titles or [str(vocab[y]) if vocab is not None else str(y) for y in yb]):
+        ax.set_title(title, fontsize=10 if titles is None else 8)
     return _finish(fig, path, show)
