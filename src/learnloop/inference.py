@@ -98,10 +98,11 @@ def predict_items(learn: Any, items: Sequence[Any], top: int = 1, bs: int | None
     `top` most likely labels, or `(item, reason)` for one that can't be read (the others are still predicted)."""
     pipe = pipeline(learn)
     dl = learn.dls.test_dl(items, bs=bs, n_workers=n_workers, skip_errors=True)
+    fast = _channels_last(learn.model, torch.channels_last)
     i = 0
     try:
         for xb, yb in dl:
-            ps = probs(learn, xb)
+            ps = probs(learn, xb.contiguous(memory_format=torch.channels_last) if fast and xb.ndim == 4 else xb)
             values, indices = ps.topk(min(top, ps.shape[-1]), dim=-1)
             for ok, vs, ixs in zip((torch.as_tensor(yb) >= 0).tolist(), values.tolist(), indices.tolist()):
                 item = items[i]
@@ -109,6 +110,17 @@ def predict_items(learn: Any, items: Sequence[Any], top: int = 1, bs: int | None
                 i += 1
     finally:
         dl.close()
+        if fast:
+            _channels_last(learn.model, torch.contiguous_format)
+
+
+def _channels_last(model: Any, memory_format: torch.memory_format) -> bool:
+    """Put a torch model's 4-d weights in `memory_format`; True if it has convolutions. Channels-last convolutions
+    run about 2x faster on CPU (and on GPUs), with the same weights."""
+    if not isinstance(model, torch.nn.Module) or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return False
+    model.to(memory_format=memory_format)
+    return True
 
 
 def _unreadable(pipe: Pipeline, item: Any) -> str:
