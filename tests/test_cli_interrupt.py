@@ -134,8 +134,8 @@ def test_a_signal_after_training_waits_for_the_results(tmp_path, monkeypatch, ca
                 signal_me()  # the fit stops at the end of this epoch: there is nothing left to train
 
     if when == "writing":
-        save = Learner.save
-        monkeypatch.setattr(Learner, "save", lambda self, *a, **k: (signal_me(), save(self, *a, **k))[1])
+        export = Learner.export
+        monkeypatch.setattr(Learner, "export", lambda self, *a, **k: (signal_me(), export(self, *a, **k))[1])
     else:
         fit = fit_command.fit_with_schedule
         monkeypatch.setattr(fit_command, "fit_with_schedule", lambda learn, args, cbs, **k: fit(learn, args, [
