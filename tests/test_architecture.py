@@ -80,7 +80,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_walker_sees_imports_inside_functions_and_relative_ones():
     graph = import_graph()
-    assert "learnloop.callbacks.lr_find" in graph["learnloop.learner"]  # imported inside Learner.lr_find
+    assert "learnloop.callbacks.schedule" in graph["learnloop.callbacks.mlflow"]  # inside MLflowCallback.run_params
     assert "learnloop.callbacks.core" in graph["learnloop.callbacks.schedule"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
@@ -105,3 +105,31 @@ def test_callbacks_never_import_the_learner():
 
 def test_core_imports_nothing_of_the_package():
     assert import_graph()["learnloop.callbacks.core"] == set()
+
+
+def test_the_learner_imports_nothing_of_keras():
+    graph = import_graph()
+    for name in ("learnloop.learner", "learnloop.dispatch"):
+        assert not {m for m in graph[name] if "keras" in m}, name
+    assert "keras" not in (PACKAGE / "learner.py").read_text().lower()
+
+
+def private_imports() -> list[str]:
+    """`from M import _name` (or `import M._name`) in any learnloop module, where M is another learnloop module."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("learnloop")):
+                names = [*(node.module or "").split("."), *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [part for alias in node.names if alias.name.startswith("learnloop.")
+                         for part in alias.name.split(".")]
+            else:
+                continue
+            found += [f"{path.relative_to(PACKAGE)}:{node.lineno} imports {name}" for name in names
+                      if name.startswith("_") and not name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert private_imports() == [], "what another module needs must be public and documented"

@@ -190,6 +190,22 @@ def test_callback_error_names_the_callback_and_runs_after_fit():
     assert torch.isfinite(learn.model.weight).all()
 
 
+def test_default_callbacks_are_visible_and_replaceable():
+    from learnloop.callbacks import GracefulInterrupt, ProgressCallback, Recorder, TerminateOnNaN, default_callbacks
+
+    defaults = [Recorder, TerminateOnNaN, GracefulInterrupt]
+    assert [type(cb) for cb in tiny_learner().cbs] == [type(cb) for cb in default_callbacks(progress=False)] == defaults
+    assert [type(cb) for cb in default_callbacks()] == [*defaults, ProgressCallback]
+    bare = tiny_learner(default_cbs=[])
+    before = bare.model.weight.detach().clone()
+    bare.fit(2)  # the bare loop trains, and records nothing
+    assert bare.cbs == [] and bare.history == [] and not torch.equal(before, bare.model.weight)
+    results = bare.validate()  # with a Recorder of its own, for that call
+    assert results["loss"] > 0 and bare.cbs == []
+    log = EventLog()
+    assert [type(cb) for cb in tiny_learner([log], default_cbs=[Recorder()]).cbs] == [Recorder, EventLog]
+
+
 def test_misspelled_event_warns():
     class Typo(Callback):
         def befor_fit(self):
@@ -462,7 +478,7 @@ def test_after_fit_is_handed_the_error_that_ends_the_fit(exc):
     with pytest.raises(exc):
         learn.fit(1)
     assert [name for name, _ in sees.seen] == ["after_fit"] and isinstance(sees.seen[0][1], exc)
-    assert learn.error is None and not learn.fitting
+    assert learn.error is None
 
 
 def test_cancels_are_handed_to_their_after_cancel_event_only():
@@ -484,15 +500,10 @@ def test_validate_and_get_preds_run_the_loops_validation_phase_with_their_cbs(ma
     results = learn.validate(cbs=[log])
     n = len(learn.dls.valid)
     assert log.events == ["before_validate", *VALID_BATCH * n, "after_validate"]
-    assert log not in learn.cbs and not learn.fitting
-
-    class Flags(Callback):
-        def before_validate(self):
-            self.flags = (self.learn.fitting, self.learn.predicting)
-
-    flags = Flags()
-    preds, targets = learn.get_preds(cbs=[flags])
-    assert flags.flags == (False, True) and not learn.predicting
+    assert log not in learn.cbs
+    log = EventLog()
+    preds, targets = learn.get_preds(cbs=[log])
+    assert log.events == ["before_validate", *VALID_BATCH * n, "after_validate"] and log not in learn.cbs
     assert results["accuracy"] == pytest.approx(accuracy(preds, targets).item())
     assert results["loss"] == pytest.approx(learn.history[-1]["valid_loss"])
     assert torch.equal(targets, torch.cat([yb for _, yb in learn.dls.valid]))

@@ -8,41 +8,46 @@ progress (`epoch`, `iter`, `train_iter`, `pct_train`) and hyper-parameters (`hps
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .callbacks.checkpoint import Resume
-from .callbacks.core import CANCELS, EVENTS, LEVELS, Callback, warn_unknown_events
-from .callbacks.ddp import default_callbacks
-from .callbacks.interrupt import GracefulInterrupt
-from .callbacks.keras import as_callback
-from .callbacks.progress import ProgressCallback
-from .callbacks.recorder import GatherPreds, Recorder
-from .callbacks.training import TerminateOnNaN
+from .callbacks.core import LEVELS, Callback
+from .callbacks.defaults import default_callbacks
+from .callbacks.lr_find import LRFindResult, lr_find
+from .callbacks.schedule import OneCycle
 from .data import DataLoaders
 from .diagnose import check_train_loader, explain
-from .distributed import default_device, is_main, unwrap
+from .dispatch import CallbackHost
+from .distributed import default_device, unwrap
 from .inference import predict
 from .model_file import save_model
 from .nn.functional import cross_entropy
 from .optim import SGD, read_hps, set_hp
 from .saving import load_weights, save_weights
+from .validation import gather_preds, validation_results
 
 __all__ = ["Learner"]
 
 
-class Learner:
-    """Owns the training loop: data -> model -> loss -> optimizer, with callbacks at every step."""
+class Learner(CallbackHost):
+    """Owns the training loop: data -> model -> loss -> optimizer, with callbacks at every step.
+
+    `add_cbs`, `remove_cbs`, `added_cbs` and `learn(event)`, which runs an event on every callback, come from
+    `CallbackHost` (dispatch.py). `default_cbs`: the callbacks every fit has; None means
+    `callbacks.defaults.default_callbacks(progress)`, a list replaces them (`[]`: the bare loop).
+    """
 
     def __init__(self, model: Any, dls: Any, loss_func: Callable = cross_entropy, lr: float = 1e-2,
                  cbs: Iterable | None = None, opt_func: Callable = SGD, metrics: Iterable[Callable] | None = None,
-                 progress: bool = True, device: str | torch.device | None = None):
+                 progress: bool = True, device: str | torch.device | None = None,
+                 default_cbs: Iterable | None = None):
         self.dls = dls if hasattr(dls, "train") else DataLoaders(dls, None)  # one loader: no validation
         self.device = torch.device(device or default_device())
-        self.model = model.to(self.device) or model  # learnloop's Module.to may return None
+        self.model = model
+        model.to(self.device)  # in place, for torch's and learnloop's modules: the optimizer gets these parameters
         self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
         self.opt = opt_func(self.model.parameters(), lr=lr)
         self.hps: dict[str, list[float]] = read_hps(self.opt)  # lr, momentum, wd: one value per param group
@@ -52,12 +57,10 @@ class Learner:
         self.n_epoch, self.epoch, self.iter, self.n_iter, self.training = 1, 0, 0, 0, False
         self.train_iter, self.n_train_iter = 0, 1  # training batches run in this fit, and in all of it
         self.start_epoch = self.start_iter = 0  # where the next fit starts (set by a resume)
-        self.fitting = self.predicting = False
         self.error: BaseException | None = None  # what is ending a phase, during after_cancel_* / after_fit
         self.dl = self.xb = self.yb = self.preds = self.loss = self.loss_grad = None
-        defaults = [Recorder(), TerminateOnNaN(), GracefulInterrupt()] + ([ProgressCallback()] if progress else [])
-        defaults += default_callbacks()
-        self.add_cbs(defaults + list(cbs or []))
+        defaults = default_callbacks(progress) if default_cbs is None else list(default_cbs)
+        self.add_cbs([*defaults, *(cbs or [])])
 
     @property
     def pct_train(self) -> float:
@@ -80,63 +83,6 @@ class Learner:
     def read_hps(self) -> None:
         """Re-read `hps` from the optimizer, after code that wrote its param groups directly (a torch scheduler)."""
         self.hps.update(read_hps(self.opt))
-
-    # -- callbacks ---------------------------------------------------------------------------
-    def add_cbs(self, cbs: Iterable) -> list[Callback]:
-        """Add callbacks (learnloop's or Keras-style objects); return them as learnloop callbacks."""
-        added = [as_callback(cb) for cb in cbs]
-        for cb in added:
-            warn_unknown_events(cb)
-            cb.learn = self
-            setattr(self, cb.name, cb)
-            self.cbs.append(cb)
-        self._resolve_dispatch()
-        return added
-
-    def remove_cbs(self, cbs: Iterable[Callback]) -> Callable[[], None]:
-        """Remove callbacks added earlier; returns a function that puts them back in their places."""
-        places = sorted((self.cbs.index(cb), cb) for cb in cbs)
-        for _, cb in places:
-            self.cbs.remove(cb)
-            if getattr(self, cb.name, None) is cb:
-                delattr(self, cb.name)
-        self._resolve_dispatch()
-
-        def put_back() -> None:
-            for i, cb in places:  # ascending: each lands where it was, the earlier ones back in place
-                self.cbs.insert(i, cb)
-                setattr(self, cb.name, cb)
-            self._resolve_dispatch()
-
-        return put_back
-
-    @contextmanager
-    def added_cbs(self, cbs: Iterable | None):
-        """Add callbacks for the duration of a `with` block."""
-        added = self.add_cbs(cbs or [])
-        try:
-            yield added
-        finally:
-            self.remove_cbs(added)
-
-    def _resolve_dispatch(self) -> None:
-        # Once per change of callbacks, not per batch: a tuple of bound methods per event.
-        ordered = sorted(self.cbs, key=lambda cb: cb.order)  # stable: insertion order breaks ties
-        ordered = [cb for cb in ordered if not cb.main_only or is_main()]  # under torchrun, I/O on rank 0 only
-        self._dispatch = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(type(cb), e)) for e in EVENTS}
-
-    def __call__(self, event: str) -> None:
-        """Run `event` on every callback that has it, in order."""
-        method = None
-        try:
-            for method in self._dispatch[event]:
-                method()
-        except CANCELS:
-            raise
-        except Exception as e:
-            if method is not None and hasattr(e, "add_note"):
-                e.add_note(f"raised in callback {type(method.__self__).__name__}.{event}")
-            raise
 
     # -- the loop ----------------------------------------------------------------------------
     def _with_events(self, level: str, body: Callable[[], Any], cleanup: bool = False) -> bool:
@@ -221,25 +167,21 @@ class Learner:
         if resume is not None:  # restores the saved state after every other before_fit
             cbs = [*(cbs or []), Resume(resume)]
         with self.added_cbs(cbs):
-            self.fitting = True
             try:
                 self._with_events("fit", self._do_fit, cleanup=True)
             finally:
-                self.fitting, self.error = False, None
+                self.error = None
 
     def fit_one_cycle(self, n_epoch: int, lr_max: float | None = None, pct_start: float = 0.25,
                       div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None,
                       resume: str | Path | None = None) -> None:
         """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to `self.lr`."""
-        from .callbacks.schedule import OneCycle
-
         lr_max = self.lr if lr_max is None else lr_max
         self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])], resume=resume)
 
-    def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90) -> Any:
-        """LR range test (`callbacks.lr_find.lr_find`); leaves the learner as it was; an `LRFindResult`."""
-        from .callbacks.lr_find import lr_find
-
+    def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90
+                ) -> LRFindResult:
+        """LR range test (`callbacks.lr_find.lr_find`); leaves the learner as it was."""
         return lr_find(self, start_lr, mult, max_lr, max_iter)
 
     def _to_device(self, batch: Any) -> Any:
@@ -247,46 +189,19 @@ class Learner:
             return batch
         return [t.to(self.device, non_blocking=True) if hasattr(t, "to") else t for t in batch]
 
-    # -- evaluation --------------------------------------------------------------------------
-    def _evaluate(self, dl: Iterable | None, cbs: Iterable | None) -> None:
-        """The loop's validation phase over `dl` (the valid loader by default), with `cbs` added for it."""
-        dl = self.dls.valid if dl is None else dl
-        if dl is None:
-            raise ValueError("There is no valid loader: pass one, e.g. learn.validate(test_dl).")
-        saved = {k: getattr(self, k) for k in ("training", "dl", "iter", "n_iter", "xb", "yb", "preds", "loss")}
-        try:
-            with self._model_mode_kept(), self.added_cbs(cbs):
-                self.one_epoch(False, dl)
-        finally:  # called inside a fit (from a callback), the fit's own state carries on
-            vars(self).update(saved)
-
+    # -- evaluation: the loop's validation phase, with the callbacks of the call (validation.py) -----------
     def validate(self, dl: Iterable | None = None, cbs: Iterable | None = None) -> dict[str, float]:
         """Loss and metrics over a loader (the valid loader by default), weighted by batch size."""
-        self._evaluate(dl, cbs)
-        return dict(self.recorder.valid_results)
+        return validation_results(self, dl, cbs)
 
     def get_preds(self, dl: Iterable | None = None, cbs: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's outputs and the targets over a loader (the valid loader by default)."""
-        gather = GatherPreds()
-        self.predicting = True
-        try:
-            self._evaluate(dl, [gather, *(cbs or [])])
-        finally:
-            self.predicting = False
-        return gather.outputs, gather.targets
+        return gather_preds(self, dl, cbs)
 
     def predict(self, item: Any) -> tuple[Any, int, torch.Tensor]:
         """`(label, index, probs)` for one item (a photo's path, PIL image or uint8 HWC array, or a sample as the
         dataset gives it), through the validation pipeline (`inference.predict`)."""
         return predict(self, item)
-
-    @contextmanager
-    def _model_mode_kept(self):
-        was_training = self.model.training
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, with_opt: bool = True, extra: dict[str, Any] | None = None) -> Path:

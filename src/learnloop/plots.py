@@ -232,7 +232,7 @@ def plot_lr_find(
         low, high = losses[lowest], max(losses[: lowest + 1])
         pad = 0.1 * (high - low) or 0.1 * abs(low) or 0.1
         ax.set_ylim(low - pad, high + 2 * pad)
-    if suggestions:
+    if any(lr == lr for lr in suggestions.values()):
         ax.legend()
     return _finish(fig, path, show)
 

@@ -450,6 +450,27 @@ def test_lambda_callback_gets_positional_arguments(data):
         assert_same_logs(cb.calls, expected.calls, how)
 
 
+def test_lambda_callback_hooks_with_any_parameter_names(data):
+    """Keras passes a batch hook's logs as `logs=`, so there `lambda b, l: ...` fails; learnloop passes them
+    positionally, so any names work, and the calls are the ones Keras makes to `lambda batch, logs: ...`."""
+    def make(named: bool):
+        calls = []
+        batch_end = (lambda batch, logs: calls.append((batch, logs["loss"]))) if named else (
+            lambda b, l: calls.append((b, l["loss"])))  # noqa: E741
+        return [keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda e, l: calls.append(("epoch", e, dict(l))),  # noqa: E741
+            on_epoch_end=lambda e, l: calls.append((e, dict(l))),  # noqa: E741
+            on_train_batch_end=batch_end, on_train_end=lambda l: calls.append(("end", dict(l))),  # noqa: E741
+            calls=calls,
+        )]
+
+    (expected,) = cbs = make(named=True)
+    keras_fit(data, cbs, epochs=2)
+    assert len(expected.calls) == 2 * (1 + 45 + 1) + 1
+    for how, _, (cb,) in learnloop_fits(data, lambda: make(named=False), epochs=2):
+        assert_same_logs(cb.calls, expected.calls, how)
+
+
 def test_terminate_on_nan_stops_after_the_epoch_as_keras(data, capsys):
     x_nan = data[0].copy()
     x_nan[10 * BS + 5, 3] = np.nan  # batch 10's loss is NaN, and so is every running mean after it
@@ -464,7 +485,8 @@ def test_terminate_on_nan_stops_after_the_epoch_as_keras(data, capsys):
         assert capsys.readouterr().out == expected, how
         assert_same_logs(log.calls, keras_log.calls, how)
         assert_same_logs(hist.history, history.history, how)
-        assert sum(isinstance(cb, NaNGuard) for cb in learn.cbs) == 1, how  # learnloop's own guard is back
+        guards = [cb for cb in learn.cbs if isinstance(cb, NaNGuard)]
+        assert len(guards) == 1 and guards[0].active, how  # learnloop's own guard is back on
 
 
 def progbar_lines(out: str) -> list[str]:

@@ -82,7 +82,8 @@ def test_run_holds_params_every_epoch_of_history_and_the_files(store, digits_ten
     assert {k: params[k] for k in ("lr", "bs", "n_epoch", "optimizer", "model", "metrics", "seed", "note")} == {
         "lr": "0.5", "bs": "64", "n_epoch": "3", "optimizer": "SGD", "model": "Sequential", "metrics": "accuracy",
         "seed": "0", "note": "mlp"}  # fmt: skip
-    assert params["schedule"] == "OneCycle(lr_max=0.5, pct_start=0.25)" and params["n_params"] == str(64 * 32 + 32 + 330)
+    assert params["schedule"] == "OneCycle(lr_max=0.5, pct_start=0.25, div=10, div_final=100000)"
+    assert params["n_params"] == str(64 * 32 + 32 + 330)
     assert_metrics_equal_history(client, cb.run_id, learn.history)
     n_iter = len(learn.dls.train)
     steps = [s for s in range(3 * n_iter) if s % 5 == 0]

@@ -284,6 +284,33 @@ def test_suggestions_ignore_nan_and_stay_before_the_minimum():
         assert math.isnan(suggest_lrs([1e-6, 1e-5], [math.nan, 2.0])["valley"])
 
 
+def test_suggestions_stay_inside_the_range_tried():
+    lrs = [10 ** (-6 + k / 4) for k in range(30)]
+    losses = [2.3, 2.0] + [2.0 + 0.2 * k for k in range(1, 29)]  # the minimum at the second lr
+    got = suggest_lrs(lrs, losses)
+    assert got["minimum/10"] == lrs[0]  # not lrs[1] / 10, below the start
+    assert all(lrs[0] <= lr <= lrs[-1] for lr in got.values())
+
+
+class ConstantOutput(torch.nn.Module):
+    """Logits that no weight changes: a loss that cannot fall."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.zeros(len(x), 10) + 0 * self.w
+
+
+def test_lr_find_on_a_loss_that_never_falls_says_so_instead_of_suggesting(make_dls):
+    learn = Learner(ConstantOutput(), make_dls(32), progress=False)
+    with pytest.warns(RuntimeWarning, match=r"the loss never fell .* no lr is suggested.*max_lr"):
+        result = learn.lr_find()
+    assert result.lrs[-1] > 5 and result.losses[-1] == pytest.approx(math.log(10))  # the whole sweep, flat
+    assert all(math.isnan(lr) for lr in result.suggestions.values()) and math.isnan(result.suggestion)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"start_lr": 0}, "start_lr"), ({"mult": 1.0}, "mult must be > 1"), ({"max_iter": 0}, "max_iter")],
@@ -349,3 +376,10 @@ def test_plots_are_real_pngs(learner, tmp_path):
     assert _png_size(tmp_path / "lr.png") == (450, 350)
     fig = learn.lr_find().plot()
     assert fig.axes[0].get_xscale() == "log" and len(fig.axes[0].lines) == 4  # curve + 3 marks
+
+
+def test_schedules_report_their_settings():
+    assert OneCycle(0.5).settings == {"lr_max": 0.5, "pct_start": 0.25, "div": 10, "div_final": 1e5}
+    assert ParamScheduler("momentum", sched_lin(0.9, 0.8)).settings == {"params": "momentum"}
+    torch_sched = TorchScheduler(partial(StepLR, step_size=3), per="batch")
+    assert torch_sched.settings == {"scheduler": "StepLR", "per": "batch"}

@@ -199,7 +199,7 @@ class Stop(Callback):
 
 
 class GradProbe(Callback):
-    """The gradients at every step (order 30: after GradientAccumulation skipped the steps of the batches that don't step)."""
+    """The gradients each step is taken with (order 30: after GradientAccumulation skipped the other batches' steps)."""
 
     order = 30
 

@@ -4,11 +4,12 @@ from .activations import ActivationStats
 from .checkpoint import Checkpoint
 from .core import (
     EVENTS, Callback, CancelBatchException, CancelEpochException, CancelFitException, CancelStepException,
-    CancelTrainException, CancelValidateException,
+    CancelTrainException, CancelValidateException, as_callback, register_adapter,
 )  # fmt: skip
 from .ddp import DistributedCallback
+from .defaults import default_callbacks
 from .interrupt import FitInterrupted, GracefulInterrupt
-from .keras import KerasCallback, as_callback
+from .keras import KerasCallback  # registers the Keras adapter
 from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .lr_find import LRFinder, LRFindResult
 from .mlflow import MLflowCallback
@@ -24,10 +25,11 @@ from .training import (
 
 __all__ = [
     "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
-    "CancelEpochException", "CancelFitException", "CancelStepException", "as_callback", "KerasCallback", "Recorder", "GatherPreds",
-    "ProgressCallback", "TerminateOnNaN", "ActivationStats", "TensorBoardCallback", "CSVLogger", "MLflowCallback",
-    "monitoring_callbacks", "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler",
-    "sched_lin", "sched_cos", "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted", "EarlyStopping",
-    "SaveBest", "GradientClip", "MixedPrecision", "ChannelsLast", "GradientAccumulation", "CompileModel",
-    "DistributedCallback",
+    "CancelEpochException", "CancelFitException", "CancelStepException", "as_callback", "register_adapter",
+    "default_callbacks", "KerasCallback", "Recorder", "GatherPreds", "ProgressCallback", "TerminateOnNaN",
+    "ActivationStats", "TensorBoardCallback", "CSVLogger", "MLflowCallback", "monitoring_callbacks",
+    "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler", "sched_lin", "sched_cos",
+    "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted",
+    "EarlyStopping", "SaveBest", "GradientClip", "MixedPrecision", "ChannelsLast", "GradientAccumulation",
+    "CompileModel", "DistributedCallback",
 ]  # fmt: skip

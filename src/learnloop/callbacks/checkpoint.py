@@ -42,7 +42,9 @@ def _cb_keys(learn: Any) -> dict[str, Callback]:
     return keys
 
 
-def _has_loader_state(dl: Any) -> bool:
+def loader_can_resume(dl: Any) -> bool:
+    """Whether loader `dl` saves and restores its position (`state_dict`/`load_state_dict`), so a checkpoint may be
+    written mid-epoch and the rest of that epoch replayed on resume (learnloop's DataLoader does)."""
     return callable(getattr(dl, "state_dict", None)) and callable(getattr(dl, "load_state_dict", None))
 
 
@@ -50,7 +52,7 @@ def training_state(learn: Any, epoch: int, it: int) -> dict:
     """The checkpoint dict of `learn`, positioned before batch `it` of epoch `epoch`."""
     dl = learn.dls.train
     loader = None
-    if _has_loader_state(dl):
+    if loader_can_resume(dl):
         # The loader may have yielded a batch past `it` (a stop between batches): resume at `it`.
         loader = {**dl.state_dict(), "batch": it} if it else dl.state_dict()
     cbs = {key: cb.state_dict() for key, cb in _cb_keys(learn).items()}
@@ -79,7 +81,8 @@ class Checkpoint(Callback):
     stops between batches (an error, Ctrl-C). Never from non-finite weights. Resume with
     `learn.fit(..., resume=path)`. `meta` (plain values: str, int, float, bool, None) records what the run
     was made with, e.g. `{"dataset": "digits", "arch": "simple_cnn"}`; a resume refuses a checkpoint whose
-    meta differs from its own `Checkpoint`'s."""
+    meta differs from its own `Checkpoint`'s. `saved_at` is (epoch, iter) of the last checkpoint written; `meta`
+    what it writes (learnloop's and torch's versions added)."""
 
     order = 90  # after every other callback: the records of the batch or epoch are complete
     during_lr_find = False
@@ -98,7 +101,7 @@ class Checkpoint(Callback):
 
     def before_fit(self):
         self.saved_at = self._batch_done = self._epoch_start = None
-        if self.every_n_batches and not _has_loader_state(self.dls.train):
+        if self.every_n_batches and not loader_can_resume(self.dls.train):
             raise ValueError(
                 f"Checkpoint(every_n_batches={self.every_n_batches}) writes mid-epoch checkpoints, but the train "
                 f"loader ({type(self.dls.train).__name__}) has no state_dict/load_state_dict, so a resume could "
@@ -142,9 +145,22 @@ class Checkpoint(Callback):
         # No batch has begun since the last one ended (the learner sets `iter` when a batch arrives), and
         # the loader can replay the rest of the epoch: else the epoch-end checkpoint is the one to keep.
         between_batches = self.training and self._batch_done == (self.epoch, self.iter + 1)
-        if between_batches and self.iter + 1 < self.learn.n_iter and _has_loader_state(self.dls.train):
+        if between_batches and self.iter + 1 < self.learn.n_iter and loader_can_resume(self.dls.train):
             return self._batch_done
         return None
+
+    def save_on_stop(self, epoch: int, it: int) -> tuple[int, int] | None:
+        """For a fit stopping before batch `it` of `epoch` (a signal, `GracefulInterrupt`): write the checkpoint
+        there unless it is written already or the loader can't resume mid-epoch; return (epoch, iter) of the last
+        checkpoint written, or None."""
+        if (it == 0 or loader_can_resume(self.dls.train)) and self.saved_at != (epoch, it):
+            self.save(epoch, it)  # skipped (with a warning) when the weights are not finite
+        return self.saved_at
+
+    def check_meta(self, state: dict, path: Path | str = "checkpoint") -> None:
+        """Refuse (CheckpointError) a checkpoint `state` written by a run whose meta differs from the one this
+        callback writes; warn when only learnloop's or torch's version differs."""
+        check_meta(state, self.meta, path)
 
     def save(self, epoch: int, it: int) -> Path | None:
         """Write the checkpoint positioned before batch `it` of `epoch`; skipped (with a warning) if weights aren't finite."""
@@ -185,7 +201,7 @@ class Resume(Callback):
             ckpts = [cb for cb in self.learn.cbs if isinstance(cb, Checkpoint)]
             if ckpts:  # the one writing to this file, else the first
                 ckpt = next((cb for cb in ckpts if cb.path.resolve() == self.path.resolve()), ckpts[0])
-                check_meta(self.state, ckpt.meta, self.path)
+                ckpt.check_meta(self.state, self.path)
         restore_training_state(self.learn, self.state, self.path)
 
 
@@ -250,7 +266,7 @@ def load_training_state(learn: Any, state: dict) -> None:
             cbs[key].load_state_dict(cb_state)
     learn.history[:] = state["history"]
     set_rng_state(learn, state["rng"])
-    if state["loader"] is not None and _has_loader_state(learn.dls.train):
+    if state["loader"] is not None and loader_can_resume(learn.dls.train):
         learn.dls.train.load_state_dict(state["loader"])
 
 
@@ -259,7 +275,7 @@ def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoi
     check_version(state, path)
     epoch, it = state["epoch"], state["iter"]
     dl = learn.dls.train
-    if it and not _has_loader_state(dl):
+    if it and not loader_can_resume(dl):
         raise CheckpointError(
             f"{path} was written mid-epoch (epoch {epoch}, batch {it}), but the train loader "
             f"({type(dl).__name__}) has no load_state_dict, so the rest of that epoch can't be replayed. "

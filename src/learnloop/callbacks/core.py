@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 
@@ -71,10 +72,10 @@ KERAS_EVENTS = {
 }  # fmt: skip
 
 
-# The learner attributes a callback reads through `self.x` (DESIGN.md, "Learner contract").
+# The learner attributes a callback reads through `self.x` (README, "The Learner and callbacks").
 LEARNER_ATTRS = frozenset(
     "model dls loss_func opt lr cbs n_epoch epoch training dl iter n_iter xb yb preds loss metrics "
-    "history train_iter n_train_iter pct_train hps error fitting predicting".split()
+    "history train_iter n_train_iter pct_train hps error".split()
 )
 
 
@@ -142,3 +143,29 @@ def warn_unknown_events(cb: Callback) -> None:
             f"{type(cb).__name__}.{name} is not an event, so it never runs; {hint} Events: {', '.join(EVENTS)}",
             stacklevel=4,
         )
+
+
+# -- adapters: other libraries' callback objects, wrapped at the edge ---------------------------------------------
+Adapter = Callable[[Any], "Callback | None"]
+ADAPTERS: list[tuple[Adapter, str]] = []  # (adapter, what it accepts, for the error message); `register_adapter`
+
+
+def register_adapter(adapter: Adapter, accepts: str) -> None:
+    """Let `as_callback` (and so `Learner.add_cbs`) take objects that are not Callbacks: `adapter(obj)` returns a
+    Callback wrapping `obj`, or None when `obj` is not its kind; `accepts` says what it takes, for errors."""
+    if all(known is not adapter for known, _ in ADAPTERS):
+        ADAPTERS.append((adapter, accepts))
+
+
+def as_callback(obj: Any) -> Callback:
+    """`obj` if it is a `Callback`, else what the first registered adapter that takes it wraps it in (Keras's)."""
+    if isinstance(obj, Callback):
+        return obj
+    if isinstance(obj, type):
+        raise TypeError(f"Got the class {obj.__name__}, not an instance: pass {obj.__name__}().")
+    for adapter, _ in ADAPTERS:
+        cb = adapter(obj)
+        if cb is not None:
+            return cb
+    raise TypeError(f"{obj!r} is not a callback: subclass learnloop.Callback and define event methods (before_fit, "
+                    f"after_batch, ...)" + "".join(f", or {accepts}" for _, accepts in ADAPTERS) + ".")

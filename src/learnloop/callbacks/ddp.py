@@ -121,6 +121,6 @@ class DistributedCallback(Callback):
         self._undo.append(lambda: setattr(self.learn, "model", model))
 
 
-def default_callbacks() -> list[Callback]:
+def distributed_callbacks() -> list[Callback]:
     """The Learner's distributed callbacks: a `DistributedCallback` under torchrun (`WORLD_SIZE > 1`), else none."""
     return [DistributedCallback()] if is_distributed() else []

@@ -14,7 +14,7 @@ import threading
 
 from ..distributed import is_distributed
 from ..signals import FitInterrupted, SignalLatch
-from .checkpoint import Checkpoint, _has_loader_state
+from .checkpoint import Checkpoint
 from .core import Callback
 
 __all__ = ["FitInterrupted", "GracefulInterrupt", "SignalLatch"]
@@ -48,20 +48,15 @@ class GracefulInterrupt(Callback):
             return
         it = self.iter + 1
         if it < self.n_iter:  # at the epoch's last batch, validation then the epoch's end come first
-            self._stop(self.epoch, it, mid_epoch=True)
+            self._stop(self.epoch, it)
 
     def after_epoch(self):
         if self.received is not None:
-            self._stop(self.epoch + 1, 0, mid_epoch=False)
+            self._stop(self.epoch + 1, 0)
 
-    def _stop(self, epoch: int, it: int, mid_epoch: bool) -> None:
+    def _stop(self, epoch: int, it: int) -> None:
         ckpt = next((cb for cb in self.learn.cbs if isinstance(cb, Checkpoint)), None)
-        saved_at = None
-        if ckpt is not None:
-            resumable = not mid_epoch or _has_loader_state(self.dls.train)
-            if resumable and ckpt.saved_at != (epoch, it):
-                ckpt.save(epoch, it)  # skipped (with a warning) when the weights are not finite
-            saved_at = ckpt.saved_at
+        saved_at = ckpt.save_on_stop(epoch, it) if ckpt is not None else None
         raise FitInterrupted(self.received, (epoch, it), ckpt.path if ckpt else None, saved_at,
                              len(self.dls.train))
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..distributed import is_distributed
 from .checkpoint import load_training_state, training_state
 from .core import CancelFitException, CancelValidateException
-from .schedule import ParamScheduler, _check_positive, sched_exp
+from .schedule import ParamScheduler, check_positive, sched_exp
 
 
 def _refuse_under_torchrun() -> None:
@@ -36,7 +36,7 @@ class LRFinder(ParamScheduler):
     def __init__(
         self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90, beta: float = 0.98
     ):
-        _check_positive(start_lr=start_lr, max_lr=max_lr)
+        check_positive(start_lr=start_lr, max_lr=max_lr)
         if not mult > 1:
             raise ValueError(f"mult must be > 1 (the lr grows by it every batch), got {mult!r}.")
         if not (isinstance(max_iter, int) and max_iter >= 1):
@@ -97,13 +97,14 @@ class LRFindResult:
     with SGD, SGD+momentum and Adam, batch sizes 16 and 64, 3 seeds each) `fit_one_cycle(5)` at it
     reached 94% on average and never below 83%, against 84% (worst 44%) for valley and 80% for steepest.
     Steepest reads the slope at one point of a noisy curve; valley, fit to 90 batches whose loss is flat
-    over most of the range, lands in the flat part. The minimum itself is clear on every curve.
+    over most of the range, lands in the flat part. The minimum itself is clear on every curve. Every
+    suggestion lies inside the range tried; all are NaN (with a warning saying what to try) when the loss never fell.
     """
 
     lrs: list[float]
     losses: list[float]
     raw_losses: list[float]
-    skip_end: int = 2  # the last points, usually the divergence, are dropped (as in the seed)
+    skip_end: int = 2  # the last points, usually the divergence, are dropped (as fastai's plot does)
     suggestions: dict[str, float] = field(init=False)
     suggestion: float = field(init=False)
 
@@ -124,8 +125,12 @@ class LRFindResult:
         return plot_lr_find(*self.curve(), self.suggestions, path)
 
 
+MIN_FALL = 0.005  # a smoothed loss never 0.5% below where it started: no descent to read, only noise
+
+
 def suggest_lrs(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float]:
-    """Suggested lrs from a finder curve: `steepest`, `valley`, `minimum/10` (NaN when too few points)."""
+    """Suggested lrs from a finder curve, each inside the range tried: `steepest`, `valley`, `minimum/10` (at
+    least the first lr); NaN, with a warning saying what to try, when the loss never fell or too few points."""
     points = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss) and lr > 0]
     if len(points) < 3:
         warnings.warn(
@@ -138,12 +143,22 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, floa
     lrs, losses = np.array([p[0] for p in points]), np.array([p[1] for p in points])
     # Past the minimum the curve climbs or thrashes: every rule looks only at the descent up to it.
     lowest = int(np.argmin(losses))
+    if losses[0] - losses[lowest] < MIN_FALL * abs(losses[0]):
+        warnings.warn(
+            f"lr_find: the loss never fell (at best {losses[lowest]:.4g}, against {losses[0]:.4g} at the start) for "
+            f"lrs from {lrs[0]:.3g} to {lrs[-1]:.3g}, so no lr is suggested. Check that the model can learn (its "
+            f"output depends on trainable weights, labels match the loss), or try a larger max_lr or max_iter.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return {"steepest": math.nan, "valley": math.nan, "minimum/10": math.nan}
+    tried = lrs[0]
     lrs, losses = lrs[: max(lowest + 1, 2)], losses[: max(lowest + 1, 2)]
     slopes = np.diff(losses) / np.diff(np.log(lrs))
     return {
         "steepest": float(lrs[int(np.argmin(slopes))]),
         "valley": float(lrs[_valley_index(losses)]),
-        "minimum/10": float(lrs[lowest] / 10),
+        "minimum/10": float(max(lrs[lowest] / 10, tried)),  # never below the range that was tried
     }
 
 

@@ -155,14 +155,14 @@ class MLflowCallback(Callback):
     def run_params(self) -> dict[str, Any]:
         """What this fit is: lr (the peak under one-cycle), bs, n_epoch, optimizer, model, loss, metrics,
         schedule, callbacks, `hparams`."""
-        from .schedule import OneCycle, ParamScheduler, TorchScheduler
+        from .schedule import ParamScheduler, TorchScheduler
 
         opt_hps = {f"opt.{name}": values[0] for name, values in self.hps.items() if name != "lr"}
         scheds = [cb for cb in self.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
-        one_cycle = [cb.lr_max for cb in scheds if isinstance(cb, OneCycle)]
+        peaks = [cb.settings["lr_max"] for cb in scheds if "lr_max" in cb.settings]
         model = unwrap(self.model)
         return {
-            "lr": one_cycle[0] if one_cycle else self.lr,  # the learner's lr is not what a one-cycle fit uses
+            "lr": peaks[0] if peaks else self.lr,  # the learner's lr is not what a one-cycle fit uses
             "bs": batch_size_of(self.dls),
             "n_epoch": self.n_epoch,
             "optimizer": type(self.opt).__name__,
@@ -171,7 +171,7 @@ class MLflowCallback(Callback):
             "n_params": sum(p.numel() for p in model.parameters()),
             "loss_func": metric_name(self.loss_func),
             "metrics": ", ".join(metric_name(m) for m in self.metrics) or "none",
-            "schedule": ", ".join(_describe_sched(cb, OneCycle) for cb in scheds) or "none",
+            "schedule": ", ".join(_describe_sched(cb) for cb in scheds) or "none",
             "callbacks": ", ".join(type(cb).__name__ for cb in sorted(self.cbs, key=lambda cb: cb.order)),
             **self.hparams,
         }
@@ -230,7 +230,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _describe_sched(cb: Callback, one_cycle: type) -> str:
-    if isinstance(cb, one_cycle):
-        return f"OneCycle(lr_max={cb.lr_max:g}, pct_start={cb.pct_start:g})"
-    return type(cb).__name__
+def _describe_sched(cb: Callback) -> str:
+    settings = ", ".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in cb.settings.items())
+    return f"{type(cb).__name__}({settings})"

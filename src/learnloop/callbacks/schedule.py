@@ -92,6 +92,12 @@ class ParamScheduler(Callback):
         for param in self.scheds:
             check_hp(self.learn.opt.param_groups[0], param)  # fail now, naming the valid keys, not mid-fit
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What this schedule was made with, as plain values, for run trackers (`MLflowCallback` logs them);
+        `lr_max`, where present, is the peak lr."""
+        return {"params": ", ".join(self.scheds)}
+
     def pct(self) -> float:
         """Where the schedule stands, in [0, 1]."""
         return self.learn.pct_train
@@ -104,7 +110,8 @@ class ParamScheduler(Callback):
             self.learn.set_hp(param, sched(pct))
 
 
-def _check_positive(**values: float) -> None:
+def check_positive(**values: float) -> None:
+    """A ValueError naming the first of `values` (name=value) that is not a finite number > 0."""
     for name, value in values.items():
         if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
@@ -123,14 +130,19 @@ class OneCycle(ParamScheduler):
         div_final: float = 1e5,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
     ):
-        _check_positive(lr_max=lr_max, div=div, div_final=div_final)
+        check_positive(lr_max=lr_max, div=div, div_final=div_final)
         if not 0 < pct_start < 1:
             raise ValueError(f"pct_start must be in the open interval (0, 1), got {pct_start!r}: e.g. 0.25.")
-        self.lr_max, self.pct_start, self.moms = lr_max, pct_start, moms
+        self.lr_max, self.pct_start, self.div, self.div_final, self.moms = lr_max, pct_start, div, div_final, moms
         phases = [pct_start, 1 - pct_start]
         lr = combine_scheds(phases, [sched_cos(lr_max / div, lr_max), sched_cos(lr_max, lr_max / div_final)])
         super().__init__("lr", lr)
         self._mom = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """`lr_max` (the peak lr), `pct_start`, `div`, `div_final`: see `ParamScheduler.settings`."""
+        return {"lr_max": self.lr_max, "pct_start": self.pct_start, "div": self.div, "div_final": self.div_final}
 
     def before_fit(self):
         self.scheds.pop("momentum", None)
@@ -169,6 +181,12 @@ class TorchScheduler(Callback):
             self.sched.load_state_dict(self._pending)
             self._pending = None
         self.learn.read_hps()  # building a torch scheduler may set the lr (its initial value)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The torch scheduler's class (or factory) and `per`: see `ParamScheduler.settings`."""
+        factory = getattr(self.sched_factory, "func", self.sched_factory)  # a functools.partial's class
+        return {"scheduler": getattr(factory, "__name__", type(factory).__name__), "per": self.per}
 
     def after_cancel_step(self):
         self._skipped = True  # no optimizer step this batch (accumulation, an fp16 overflow): no scheduler step

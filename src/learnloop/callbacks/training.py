@@ -21,10 +21,12 @@ class TerminateOnNaN(Callback):
     (`check_every=None`: 1 on CPU, 50 elsewhere) folds each loss into a flag on the device and reads that flag
     every `check_every` batches and at the end of each training phase: up to `check_every - 1` steps may then
     have been taken with a bad loss, and the weights may already be non-finite. Pass `check_every=1` for the
-    strict check on any device, at the price of one sync per batch.
+    strict check on any device, at the price of one sync per batch. Setting `active = False` lets another guard
+    decide instead (a Keras `TerminateOnNaN` does so for its fit, to stop as Keras stops).
     """
 
     order = 40
+    active: bool = True
     during_lr_find = False  # the finder stops at a non-finite loss by itself, without a warning
 
     def __init__(self, check_every: int | None = None):
@@ -39,7 +41,7 @@ class TerminateOnNaN(Callback):
 
     def after_loss(self):
         learn = self.learn  # not `self.x`: delegation through __getattr__ costs, every batch
-        if not learn.training:
+        if not learn.training or not self.active:
             return
         loss = learn.loss
         if self._every == 1:  # strict: read the loss before the step (a CPU scalar is read without a sync)

@@ -1,4 +1,4 @@
-"""Layers from scratch: Linear, ConvLayer, Sequential, AdaptivePool and the seed's simple_cnn."""
+"""Layers from scratch: Linear, ConvLayer, Sequential, AdaptivePool and simple_cnn, the classic small CNN."""
 
 from __future__ import annotations
 
@@ -129,7 +129,8 @@ class Lambda(Module):
 @register_arch
 def simple_cnn(in_channels: int = 3, n_classes: int = 10,
                widths: Sequence[int] = (16, 32, 64, 128)) -> Sequential:
-    """The seed's CNN: stride-2 ConvLayers, a last one to `n_classes` without ReLU, then pooling."""
+    """The classic small CNN of from-scratch courses: stride-2 ConvLayers, a last one to `n_classes` without ReLU,
+    then pooling."""
     sizes = [in_channels, *widths]
     convs = [ConvLayer(ni, nf) for ni, nf in zip(sizes, sizes[1:])]
     return Sequential(*convs, ConvLayer(sizes[-1], n_classes, act=False), AdaptivePool())
