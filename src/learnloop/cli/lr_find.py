@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     started()
     result = learn.lr_find()
     result.plot(path)
+    if result.suggestion != result.suggestion:  # NaN: the loss never fell, and the finder's warning says what to try
+        print(f"no suggested lr (plot: {path})")
+        return 0
     for rule, lr in result.suggestions.items():
         print(f"{rule:>10}: {lr:.3g}")
     print(f"suggested lr: {result.suggestion:.3g} (plot: {path})")
