@@ -25,7 +25,7 @@ import torch
 from . import __version__
 from .data.pipeline import Pipeline, pipeline_from_dict, pipeline_of
 from .distributed import unwrap
-from .errors import CheckpointError
+from .errors import CheckpointError, MissingFileError
 from .nn.archs import arch_of, build_arch
 from .saving import load_checkpoint, save_weights
 
@@ -62,6 +62,10 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     """The model file at `path` (a file, or a run folder holding model.pt) as a dict, read safely
     (`weights_only=True`); the fields of version 2 are None in older files. A `CheckpointError` names what is wrong."""
     file = model_path(path)
+    if not file.is_file():
+        where = f"{path} holds no {MODEL_FILE}" if Path(path).is_dir() else f"there is no model file {path}"
+        raise MissingFileError(f"{where}: pass a run folder (as `learnloop fit` writes it) or its {MODEL_FILE}, or "
+                               f"a file written by learn.export().")
     state = load_checkpoint(file)
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{file} holds no model weights (keys: {sorted(state)}): pass the model.pt that "

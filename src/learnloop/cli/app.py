@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..signals import FitInterrupted
-from . import fit, lr_find, startup
+from . import evaluate, export, fit, lr_find, predict, startup
 from .config import apply_recipe
 from .flags import USER_ERROR, Parser
 from .output import one_line_warnings, print_error, silence_stdout
@@ -26,7 +26,7 @@ from .runs import default_out, remove_if_new_and_empty
 
 # The commands, by name. Each module has NAME, `add_parser(commands)` and `run(args) -> exit status`;
 # a new command is its module and one entry here.
-COMMANDS = {module.NAME: module for module in (fit, lr_find)}
+COMMANDS = {module.NAME: module for module in (fit, lr_find, predict, evaluate, export)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a CNN with learnloop's Learner. DATA is 'digits' (scikit-learn's bundled 8x8 "
         "digits), 'mnist' (an .npz with x_train, y_train, x_test, y_test: the file --data FILE, else "
         "mnist.npz in the folder $LEARNLOOP_DATA, else in ~/.cache/learnloop), or a folder of images laid out "
-        "as ROOT/train/<label>/*.jpg and ROOT/val/<label>/*.jpg (JPEG, PNG, ...).",
+        "as ROOT/train/<label>/*.jpg and ROOT/val/<label>/*.jpg (JPEG, PNG, ...). predict, evaluate and export use "
+        "the trained model: MODEL is the run folder (--out of fit) or its model.pt.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS.values():
@@ -76,16 +77,19 @@ def debugging(flag: bool) -> bool:
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     debug = debugging(args.debug)
-    args.out = args.out or default_out(args.dataset)
-    existed = args.out.exists()
+    training = hasattr(args, "dataset")  # fit, lr-find; predict, evaluate and export use a trained model
+    if training:
+        args.out = args.out or default_out(args.dataset)
+    existed = getattr(args, "out", None) is not None and args.out.exists()
     with one_line_warnings():
         try:
-            apply_recipe(args)
+            if training:
+                apply_recipe(args)
             return COMMANDS[args.command].run(args)
         except UserError as e:
             if debug:
                 raise
-            remove_if_new_and_empty(args.out, existed)
+            remove_if_new_and_empty(getattr(args, "out", None), existed)
             print_error(str(e))
             return USER_ERROR
         except BrokenPipeError:  # stdout's reader has gone (`learnloop fit ... | head`): stop, as Unix tools do
