@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,21 @@ from .nn.module import Module
 from .nn.torch_view import to_torch
 
 INPUT, OUTPUT = "pixels", "probs"
+
+
+@contextmanager
+def _quiet_exporters() -> Iterator[None]:
+    """The exporters' own notes ("torchvision is not installed. Skipping torchvision::nms", deprecations, progress)
+    are not the user's business."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 class Serving(torch.nn.Module):
@@ -67,7 +84,8 @@ def serving_model(learn: Any) -> tuple[Serving, dict[str, str], tuple[int, int, 
 def export_onnx(learn: Any, path: str | os.PathLike, dynamo: bool = True) -> Path:
     """Write `learn`'s model as ONNX to `path`: input `pixels`, uint8 `(N, H, W, C)` at the model's size; output
     `probs`, `(N, n_classes)`; metadata `classes` (JSON), `input_size` (JSON [H, W]), `colour_mode`. `dynamo`:
-    torch's dynamo exporter (onnxscript), else the TorchScript one."""
+    torch's dynamo exporter (onnxscript), falling back to the TorchScript one with a warning for a model it can't
+    trace; False: the TorchScript one."""
     try:
         import onnx
     except ImportError:
@@ -76,18 +94,20 @@ def export_onnx(learn: Any, path: str | os.PathLike, dynamo: bool = True) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = (torch.zeros(2, h, w, c, dtype=torch.uint8),)
-    logger, level = logging.getLogger("torch.onnx"), logging.getLogger("torch.onnx").level
-    logger.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms" and the like
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' own progress notes and deprecations, not the user's business
+    failed = None
+    with _quiet_exporters():
         if dynamo:
-            batch = torch.export.Dim("batch")
-            torch.onnx.export(serving, example, path, dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
-                              dynamic_shapes={"pixels": {0: batch}}, verbose=False)
-        else:
+            try:
+                torch.onnx.export(serving, example, path, dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+                                  dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}}, verbose=False)
+            except Exception as e:  # a model torch.export can't trace: the TorchScript exporter often can
+                failed = e
+        if failed is not None or not dynamo:
             torch.onnx.export(serving, example, path, dynamo=False, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-    logger.setLevel(level)
+    if failed is not None:
+        warnings.warn(f"torch's dynamo ONNX exporter failed ({type(failed).__name__}: {failed}); the TorchScript "
+                      f"exporter wrote {path}.")
     graph = onnx.load(path)
     for key, value in meta.items():
         graph.metadata_props.add(key=key, value=value)
