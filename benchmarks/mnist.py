@@ -11,7 +11,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -19,20 +19,20 @@ from common import default_mnist, machine, ratio, round_ratios
 
 from learnloop.callbacks.schedule import schedule_cbs
 from learnloop.cli.build import make_learner, make_model
-from learnloop.cli.config import RECIPES
+from learnloop.cli.config import RunConfig, recipe_config
 from learnloop.data.datasets import mnist
 
 TARGET = 0.99
 Result = tuple[float, float]  # seconds, final test accuracy
 
 
-def hand_loop(data: tuple, recipe: dict, seed: int) -> Result:
+def hand_loop(data: tuple, recipe: RunConfig, seed: int) -> Result:
     """The recipe written out: tensor indexing, torch.optim.SGD, torch's OneCycleLR (same shape as learnloop's)."""
     x, y, xt, yt = data
     torch.manual_seed(seed)
-    model = make_model(recipe["arch"], in_channels=1, n_classes=10)
-    bs, lr, epochs, smoothing = recipe["bs"], recipe["lr"], recipe["epochs"], recipe["label_smoothing"]
-    momentum = recipe.get("momentum", 0.0)
+    model = make_model(recipe.arch, in_channels=1, n_classes=10)
+    bs, lr, epochs, smoothing = recipe.bs, recipe.lr, recipe.epochs, recipe.label_smoothing
+    momentum = recipe.momentum
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     steps = epochs * -(-len(x) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.25, div_factor=10,
@@ -59,12 +59,12 @@ def hand_loop(data: tuple, recipe: dict, seed: int) -> Result:
     return time.perf_counter() - t, acc
 
 
-def learnloop_fit(data_path: str | None, recipe: dict, seed: int) -> Result:
+def learnloop_fit(recipe: RunConfig, seed: int) -> Result:
     """`learnloop fit mnist` without its monitoring files: `make_learner` and the recipe's schedule."""
-    args = SimpleNamespace(**recipe, dataset="mnist", data=data_path, workers=0, device="cpu", seed=seed)
-    learn = make_learner(args, progress=False)
+    config = replace(recipe, seed=seed)
+    learn = make_learner(config, progress=False)
     t = time.perf_counter()
-    learn.fit(args.epochs, lr=args.lr, cbs=schedule_cbs(args.sched, args.lr, args.epochs))
+    learn.fit(config.epochs, lr=config.lr, cbs=schedule_cbs(config.sched, config.lr, config.epochs))
     return time.perf_counter() - t, learn.history[-1]["valid_accuracy"]
 
 
@@ -76,14 +76,14 @@ def main() -> None:
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    recipe = {**RECIPES["mnist"], **({"epochs": args.epochs} if args.epochs else {})}
+    recipe = recipe_config("mnist", data=args.data, device="cpu", **({"epochs": args.epochs} if args.epochs else {}))
     train, test = mnist(args.data)
     data = (train.x, train.y, test.x, test.y)
     print(f"mnist: time to {TARGET:.1%} test accuracy, recipe {recipe}, {args.repeats} alternating rounds\n{machine()}")
 
     runs: dict[str, Callable[[int], Result]] = {
         "hand loop": lambda seed: hand_loop(data, recipe, seed),
-        "learnloop fit mnist": lambda seed: learnloop_fit(args.data, recipe, seed),
+        "learnloop fit mnist": lambda seed: learnloop_fit(recipe, seed),
     }
     results: dict[str, list[Result]] = {name: [] for name in runs}
     for seed in range(args.repeats):

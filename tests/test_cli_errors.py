@@ -183,12 +183,16 @@ def test_empty_and_foreign_checkpoints_are_named(capsys, run_copy):
 
 def test_resume_refuses_another_model_or_batch_size(run_learnloop, run_copy):
     line = error_line(run_learnloop(*FIT, "--bs", "64", "--arch", "bn_cnn", "--out", run_copy, "--resume"))
+    assert "these differ: arch 'bn_cnn' (saved: 'simple_cnn'); bs 64 (saved: 128)" in line  # OUT/config.json's
+    (run_copy / "config.json").unlink()  # a run without one: the checkpoint's own record still refuses
+    line = error_line(run_learnloop(*FIT, "--bs", "64", "--arch", "bn_cnn", "--out", run_copy, "--resume"))
     assert "was written by a run with arch='simple_cnn', bs=128, but this run has arch='bn_cnn', bs=64" in line
     assert "can't be resumed exactly" in line
 
 
 def test_resume_refuses_other_data(capsys, run_copy, tmp_path):
     image_folder(tmp_path / "imgs", ["cat", "dog"], ["cat", "dog"])
+    (run_copy / "config.json").unlink()  # the checkpoint's record of its data, as in a run saved without one
     line = main_error(capsys, "fit", str(tmp_path / "imgs"), "--bs", "128", "--arch", "simple_cnn",
                       "--out", str(run_copy), "--resume")  # the run's arch: only the data differs
     assert f"with dataset='digits', but this run has dataset='{(tmp_path / 'imgs').resolve()}':" in line

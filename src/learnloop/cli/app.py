@@ -19,7 +19,6 @@ from pathlib import Path
 from ..errors import UserError
 from ..signals import FitInterrupted
 from . import evaluate, export, fit, lr_find, predict, startup
-from .config import apply_recipe
 from .flags import USER_ERROR, Parser
 from .output import one_line_warnings, print_error, silence_stdout
 from .runs import default_out, remove_if_new_and_empty
@@ -83,8 +82,6 @@ def _main(argv: list[str]) -> int:
     existed = getattr(args, "out", None) is not None and args.out.exists()
     with one_line_warnings():
         try:
-            if training:
-                apply_recipe(args)
             return COMMANDS[args.command].run(args)
         except UserError as e:
             if debug:

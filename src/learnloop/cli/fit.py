@@ -11,8 +11,8 @@ from typing import Any
 
 from ..signals import FitInterrupted, SignalLatch
 from .build import make_learner
-from .config import SCHEDULES
-from .flags import add_data_flags, flag_number
+from .config import BUILT_IN, SCHEDULES, RunConfig, data_key, resolve
+from .flags import add_run_flags, flag_number
 from .output import quiet
 from .runs import prepare_out
 from .startup import START, started
@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "resumes (exit status 130 or 143). A second Ctrl-C aborts at once. Errors in what you pass end with "
         "one line and exit status 2; --debug shows the traceback.",
     )  # fmt: skip
-    add_data_flags(sub)
+    add_run_flags(sub)
     sub.add_argument("--epochs", type=flag_number(int, 1), help="number of epochs (default per dataset)")
     sub.add_argument("--lr", type=flag_number(float, 0, above=True),
                      help="learning rate; the peak lr with --sched onecycle")
@@ -36,13 +36,16 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--one-cycle", dest="sched", action="store_const", const="onecycle", help="same as --sched onecycle")
     sub.add_argument("--ckpt-every", type=flag_number(int, 1), default=None, metavar="N",
                      help="checkpoint to OUT/last.ckpt every N batches (default: every epoch)")
-    sub.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.ckpt")
+    sub.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.ckpt, with the "
+                     "settings in OUT/config.json (flags may change only --epochs, --device, --workers, --log-every, "
+                     "--ckpt-every, --no-tensorboard and --mlflow)")
     sub.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (its model.pt, "
-                     "last.ckpt, history.csv, loss.png and tb/); without it fit refuses to touch an earlier run")
-    sub.add_argument("--log-every", type=flag_number(float, 0), default=30, metavar="SECONDS",
+                     "last.ckpt, history.csv, loss.png, tb/ and config.json); without it fit refuses to touch an earlier run")
+    sub.add_argument("--log-every", type=flag_number(float, 0), metavar="SECONDS",
                      help="when the output is not a terminal, print a progress line every SECONDS of an epoch "
                      "(default 30; 0: never)")
-    sub.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="do not write OUT/tb")
+    sub.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
+                     help="do not write OUT/tb")
     sub.add_argument("--mlflow", nargs="?", const="", metavar="URI",
                      help="log the run to MLflow: to URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     return sub
@@ -53,27 +56,34 @@ def run(args: argparse.Namespace) -> int:
     from ..callbacks import monitoring_callbacks
     from ..distributed import check_device, is_main
 
-    check_device(args.device)
     out = args.out
+    saved = out / "config.json"
+    config = resolve(args, RunConfig.load(saved) if args.resume and saved.is_file() else None)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
+    check_device(config.device)
     prepare_out(out, resume=args.resume, overwrite=args.overwrite)
-    tracking = mlflow_cbs(args)  # a missing mlflow fails before the data is loaded
-    meta = run_meta(args)
+    tracking = mlflow_cbs(config)  # a missing mlflow fails before the data is loaded
+    meta = run_meta(config)
     resume = resume_from(out / "last.ckpt", meta) if args.resume else None  # read and checked before the data loads
-    learn = make_learner(args)
+    learn = make_learner(config)
     started()
-    learn.progress.every = args.log_every
+    if is_main():
+        config.save(saved)
+    learn.progress.every = config.log_every
     say = print if is_main() else quiet  # under torchrun, rank 0 alone reports
-    say(f"learnloop: training {args.arch} on {args.dataset} for {args.epochs} epochs "
-        f"(bs {args.bs}, lr {args.lr:g}, {args.sched} schedule, device {learn.device})", flush=True)
+    say(f"learnloop: training {config.arch} on {config.dataset} for {config.epochs} epochs "
+        f"(bs {config.bs}, lr {config.lr:g}, {config.sched} schedule, device {learn.device})", flush=True)
     if resume is not None:
         epoch, it = resume.position
         say(f"learnloop: resuming {resume.path} at epoch {epoch}, batch {it}/{len(learn.dls.train)}", flush=True)
-    cbs = monitoring_callbacks(out, append=args.resume, tensorboard=args.tensorboard) + tracking
+    cbs = monitoring_callbacks(out, append=args.resume, tensorboard=config.tensorboard) + tracking
     try:
-        fit_with_schedule(learn, args, cbs, meta=meta, resume=resume)
+        fit_with_schedule(learn, config, cbs, out=out, meta=meta, resume=resume)
         finished_by = None
     except FitInterrupted as e:  # stopped at the end of the last epoch: nothing was left to train
-        if e.position != (args.epochs, 0):
+        if e.position != (config.epochs, 0):
             raise
         finished_by = e.signum
     with SignalLatch(then="writing the results first") as late:  # a moment's work: a Ctrl-C now waits for it
@@ -81,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         if learn.recorder.losses and is_main():
             learn.recorder.plot_loss(out / "loss.png")
         say(f"learnloop: wrote {out / 'history.csv'}, {out / 'model.pt'} and {out / 'loss.png'}")
-        if args.tensorboard:
+        if config.tensorboard:
             say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
         for cb in tracking if is_main() else []:  # other ranks never connect
             say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri "
@@ -94,12 +104,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_meta(args: argparse.Namespace) -> dict[str, Any]:
-    """What a resume must share with the run it continues: data, model, batch size, seed (and image size)."""
-    folder = args.dataset not in ("digits", "mnist")
-    meta = {"dataset": str(Path(args.dataset).resolve()) if folder else args.dataset, "arch": args.arch,
-            "bs": args.bs, "seed": args.seed}
-    return {**meta, "size": args.size} if folder else meta
+def run_meta(config: RunConfig) -> dict[str, Any]:
+    """What the checkpoint records for a resume to check, config.json or not: data, model, batch size, seed (and
+    image size)."""
+    meta = {"dataset": data_key(config.dataset), "arch": config.arch, "bs": config.bs, "seed": config.seed}
+    return meta if config.dataset in BUILT_IN else {**meta, "size": config.size}
 
 
 def resume_from(ckpt: Path, meta: dict[str, Any]):
@@ -109,29 +118,29 @@ def resume_from(ckpt: Path, meta: dict[str, Any]):
     return Resume(ckpt, meta=meta)
 
 
-def mlflow_cbs(args: argparse.Namespace) -> list:
-    """`--mlflow [URI]`: an `MLflowCallback` with the flags as params; none without the flag."""
-    if args.mlflow is None:
+def mlflow_cbs(config: RunConfig) -> list:
+    """`--mlflow [URI]`: an `MLflowCallback` with the run's settings as params; none without the flag."""
+    if config.mlflow is None:
         return []
     from ..callbacks import MLflowCallback
     from ..errors import SettingError
 
-    hparams = {"dataset": args.dataset, "arch": args.arch, "sched": args.sched, "seed": args.seed}
+    hparams = {"dataset": config.dataset, "arch": config.arch, "sched": config.sched, "seed": config.seed}
     try:
-        return [MLflowCallback(args.mlflow or None, hparams=hparams)]
+        return [MLflowCallback(config.mlflow or None, hparams=hparams)]
     except ImportError as e:  # a missing extra is the user's to fix: one line, like the other usage errors
         raise SettingError(f"--mlflow: {e}") from e
 
 
-def fit_with_schedule(learn, args: argparse.Namespace, cbs: list, meta: dict[str, Any] | None = None,
+def fit_with_schedule(learn, config: RunConfig, cbs: list, out: Path, meta: dict[str, Any] | None = None,
                       resume: Any = None) -> None:
-    """Fit for `args.epochs` under the schedule `args.sched`, checkpointing to OUT/last.ckpt (with `meta`);
+    """Fit for `config.epochs` under the schedule `config.sched`, checkpointing to OUT/last.ckpt (with `meta`);
     `resume`, a `Resume` callback, continues from a checkpoint."""
     from ..callbacks import Checkpoint
     from ..callbacks.progress import FirstBatchClock
     from ..callbacks.schedule import schedule_cbs
 
-    ckpt = Checkpoint(args.out / "last.ckpt", every_n_batches=args.ckpt_every, meta=meta)
-    cbs = [*cbs, *schedule_cbs(args.sched, args.lr, args.epochs), ckpt, *([resume] if resume else []),
+    ckpt = Checkpoint(out / "last.ckpt", every_n_batches=config.ckpt_every, meta=meta)
+    cbs = [*cbs, *schedule_cbs(config.sched, config.lr, config.epochs), ckpt, *([resume] if resume else []),
            FirstBatchClock(START, "learnloop: first batch {:.2f} s after start (imports, data, model, loggers)")]
-    learn.fit(args.epochs, lr=args.lr, cbs=cbs)
+    learn.fit(config.epochs, lr=config.lr, cbs=cbs)

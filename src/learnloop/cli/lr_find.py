@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .build import make_learner
-from .flags import add_data_flags
+from .config import resolve
+from .flags import add_run_flags
 from .startup import started
 
 NAME = "lr-find"
@@ -14,7 +15,7 @@ NAME = "lr-find"
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`lr-find` and its flags."""
     sub = commands.add_parser(NAME, help="run the LR finder, print the suggestion, write the plot")
-    add_data_flags(sub)
+    add_run_flags(sub)
     return sub
 
 
@@ -23,9 +24,13 @@ def run(args: argparse.Namespace) -> int:
     from ..callbacks.logging import ensure_writable_dir
     from ..distributed import check_device
 
-    check_device(args.device)
+    config = resolve(args)
+    if args.print_config:
+        print(config.to_json(), end="")
+        return 0
+    check_device(config.device)
     path = ensure_writable_dir(args.out, "--out") / "lr_find.png"  # checked before the finder runs
-    learn = make_learner(args, progress=False)
+    learn = make_learner(config, progress=False)
     started()
     result = learn.lr_find()
     result.plot(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-RUN_FILES = ("model.pt", "last.ckpt", "history.csv", "loss.png", "tb")  # what `fit` writes into OUT
+RUN_FILES = ("model.pt", "last.ckpt", "history.csv", "loss.png", "tb", "config.json")  # what `fit` writes into OUT
 
 
 def default_out(dataset: str) -> Path:
