@@ -1,5 +1,5 @@
-"""Start-up cost: `import learnloop` and `learnloop --help` import no torch; the loop imports no plotting,
-TensorBoard or scikit-learn until they are used."""
+"""Start-up cost: `import learnloop`, `learnloop --help` and `--print-config` import no torch; the loop imports no
+plotting, TensorBoard or scikit-learn until they are used."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def test_import_learnloop_imports_no_torch():
     assert not any(_modules_after("import learnloop").values())
 
 
-def test_help_and_argument_errors_answer_without_torch():
-    for argv in (["--help"], ["fit", "--help"], ["fit"], ["fit", "digits", "--epochs", "x"]):
+def test_help_argument_errors_and_print_config_answer_without_torch():
+    for argv in (["--help"], ["fit", "--help"], ["fit"], ["fit", "digits", "--epochs", "x"],
+                 ["fit", "mnist", "--wd", "0.1", "--print-config"]):
         code = f"from learnloop.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
         assert not any(_modules_after(code).values()), argv
 
