@@ -97,7 +97,8 @@ def test_fit_with_mlflow_logs_the_run_read_back_by_mlflows_client(tmp_path):
     pytest.importorskip("sqlalchemy")
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"  # given by the environment: the bare flag honours it
+    (tmp_path / "store").mkdir()
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"  # given by the environment: the bare flag honours it
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "learnloop", "fit", "digits", "--epochs", "2", "--out", "run", "--no-tensorboard",
@@ -105,8 +106,12 @@ def test_fit_with_mlflow_logs_the_run_read_back_by_mlflows_client(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     client = MlflowClient(uri)
-    (run,) = client.search_runs(["0"])  # the Default experiment; artifacts under tmp_path/mlruns
-    assert f"MLflow run {run.info.run_id}" in result.stdout and run.info.status == "FINISHED"
+    (run,) = client.search_runs(["0"])  # the Default experiment of the store this run created
+    assert f"MLflow run {run.info.run_id}, artifacts in {run.info.artifact_uri};" in result.stdout
+    assert run.info.status == "FINISHED"
+    # beside the store, not in the folder the command ran in (MLflow's default, ./mlruns)
+    assert run.info.artifact_uri.startswith((tmp_path / "store" / "mlruns").as_uri())
+    assert not (tmp_path / "mlruns").exists()
     params = run.data.params
     assert (params["dataset"], params["arch"], params["n_epoch"], params["bs"]) == ("digits", "simple_cnn", "2", "32")
     assert params["schedule"].startswith("OneCycle(lr_max=0.5")
@@ -116,6 +121,8 @@ def test_fit_with_mlflow_logs_the_run_read_back_by_mlflows_client(tmp_path):
         assert got == [(i, float(row[key])) for i, row in enumerate(rows)]
     assert float(rows[-1]["valid_accuracy"]) > 0.8
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv", "loss.png", "model.pt"}
+    saved = torch.load(client.download_artifacts(run.info.run_id, "model.pt", str(tmp_path)), weights_only=True)
+    assert saved["model"].keys() == torch.load(tmp_path / "run" / "model.pt", weights_only=True)["model"].keys()
 
 
 def test_mlflow_flag_takes_an_optional_uri_and_a_missing_mlflow_is_one_line(capsys, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,6 +149,17 @@ def test_env_uri_and_the_users_active_run(store, digits_tensors, monkeypatch):
         assert client.get_run(cb.run_id).info.status == "RUNNING"  # the user's run: its `with` block ends it
     assert client.get_run(cb.run_id).info.status == "FINISHED"
     assert_metrics_equal_history(client, cb.run_id, learn.history[1:])
+
+
+def test_a_new_experiment_keeps_its_artifacts_beside_a_sqlite_store(store, digits_tensors, tmp_path, monkeypatch):
+    uri, client = store
+    monkeypatch.chdir(tmp_path)  # a folder other than the store's: MLflow's default would put ./mlruns here
+    learn, cb = learner(digits_tensors), MLflowCallback(uri, experiment="beside-the-store")
+    learn.fit(1, cbs=[cb])
+    beside = Path(uri[len("sqlite:///"):]).parent / "mlruns" / "beside-the-store"
+    assert cb.artifact_uri == client.get_run(cb.run_id).info.artifact_uri
+    assert cb.artifact_uri.startswith(beside.as_uri()) and not (tmp_path / "mlruns").exists()
+    assert {a.path for a in client.list_artifacts(cb.run_id)} == {"history.csv", "loss.png", "model.pt"}
 
 
 def test_lr_find_logs_no_run(store, digits_tensors):

@@ -3,6 +3,9 @@
 mlflow is optional (`pip install "learnloop[mlflow]"`) and imported only when a fit with `MLflowCallback`
 starts. Runs go to `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else MLflow's default (`sqlite:///mlflow.db`
 in the working directory; the full `pip install mlflow` views it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`).
+With a local sqlite store, a new store's Default experiment and any experiment this callback creates keep their
+artifacts beside the database file (`DIR/mlruns/` for `sqlite:///DIR/x.db`), not in whatever folder the fit ran
+in (MLflow's own default, `./mlruns`); `artifact_uri` says where a run's went.
 """
 
 from __future__ import annotations
@@ -114,6 +117,10 @@ class MLflowCallback(Callback):
             from mlflow.tracking import MlflowClient
 
             active = mlflow.active_run()
+            uri = self.tracking_uri or mlflow.get_tracking_uri()
+            root = artifact_root_beside(uri)
+            if root is not None:
+                _create_store(uri, root)
             client = MlflowClient(tracking_uri=self.tracking_uri)  # None: $MLFLOW_TRACKING_URI, else default
         except ImportError as e:
             raise ImportError(f"{_MISSING} ({e})") from e
@@ -129,9 +136,15 @@ class MLflowCallback(Callback):
                 self.experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "0")  # MLflow's "Default"
             else:
                 found = client.get_experiment_by_name(name)
-                self.experiment_id = found.experiment_id if found else client.create_experiment(name)
+                where = {"artifact_location": (root / name).as_uri()} if root is not None else {}
+                self.experiment_id = found.experiment_id if found else client.create_experiment(name, **where)
         except MlflowException as e:
             raise _store_error(client.tracking_uri, e) from e
+
+    @property
+    def artifact_uri(self) -> str | None:
+        """Where this fit's run keeps its artifacts (a `file://` URI for a local folder); None before it starts."""
+        return self.client.get_run(self.run_id).info.artifact_uri if self.run_id is not None else None
 
     def _start_run(self) -> None:
         """Open this fit's run: the checkpoint's when resuming, else the user's active run, else a new one."""
@@ -214,6 +227,31 @@ def write_history_csv(history: list[dict], path: str | os.PathLike) -> Path:
         writer.writeheader()
         writer.writerows(history)
     return Path(path)
+
+
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a local sqlite store `sqlite:///DIR/x.db` (DIR relative to the working directory, or
+    absolute with four slashes), resolved; None for any other store, whose server or URI decides where artifacts go."""
+    prefix = "sqlite:///"
+    path = tracking_uri.split("?", 1)[0][len(prefix):] if tracking_uri.startswith(prefix) else ""
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
+def artifact_root_beside(tracking_uri: str) -> Path | None:
+    """`DIR/mlruns` for a local sqlite store in DIR; None for any other store."""
+    db = sqlite_file(tracking_uri)
+    return None if db is None else db.parent / "mlruns"
+
+
+def _create_store(tracking_uri: str, artifact_root: Path) -> None:
+    """Create a sqlite store that does not exist yet with its artifact root beside it: its Default experiment is
+    made with the store and keeps that location for good (an existing store's experiments keep theirs)."""
+    db = sqlite_file(tracking_uri)
+    if db is None or db.exists() or not db.parent.is_dir():  # a missing folder: MLflow's client names the problem
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(tracking_uri, artifact_root.as_uri())
 
 
 def _store_error(uri: str, e: Any) -> ValueError:

@@ -40,7 +40,8 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      "settings in OUT/config.json (flags may change only --epochs, --device, --workers, --log-every, "
                      "--ckpt-every, --no-tensorboard and --mlflow)")
     sub.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (its model.pt, "
-                     "last.ckpt, history.csv, loss.png, tb/ and config.json); without it fit refuses to touch an earlier run")
+                     "last.ckpt, history.csv, loss.png, tb/ and config.json); without it fit refuses to touch an "
+                     "earlier run")
     sub.add_argument("--log-every", type=flag_number(float, 0), metavar="SECONDS",
                      help="when the output is not a terminal, print a progress line every SECONDS of an epoch "
                      "(default 30; 0: never)")
@@ -94,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         if config.tensorboard:
             say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
         for cb in tracking if is_main() else []:  # other ranks never connect
-            say(f"learnloop: MLflow run {cb.run_id}; view it with: mlflow ui --backend-store-uri "
-                f"{cb.client.tracking_uri} (the UI is in the full `pip install mlflow`)")
+            say(f"learnloop: MLflow run {cb.run_id}, artifacts in {cb.artifact_uri}; view it with: mlflow ui "
+                f"--backend-store-uri {cb.client.tracking_uri} (the UI is in the full `pip install mlflow`)")
     signum = finished_by or late.received
     if signum is not None:
         print(f"learnloop: {signal.Signals(signum).name} came after training had finished; the results above "
