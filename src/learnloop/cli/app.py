@@ -23,8 +23,9 @@ from .flags import USER_ERROR, Parser
 from .output import one_line_warnings, print_error, silence_stdout
 from .runs import default_out, remove_if_new_and_empty
 
-# The commands, by name. Each module has NAME, `add_parser(commands)` and `run(args) -> exit status`;
-# a new command is its module and one entry here.
+# The commands, by name. Each module has NAME, `add_parser(commands)` (its subparser and flags: `flags.add_run_flags`
+# for one that trains on DATA, `model_flags` for one that uses a trained model) and `run(args) -> exit status`, and
+# raises UserError for a mistake in what was passed; a new command is its module and one entry here.
 COMMANDS = {module.NAME: module for module in (fit, lr_find, predict, evaluate, export)}
 
 
