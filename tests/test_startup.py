@@ -24,7 +24,7 @@ def test_import_learnloop_imports_no_torch():
 
 def test_help_argument_errors_and_print_config_answer_without_torch():
     for argv in (["--help"], ["fit", "--help"], ["fit"], ["fit", "digits", "--epochs", "x"],
-                 ["fit", "mnist", "--wd", "0.1", "--print-config"]):
+                 ["fit", "mnist", "--wd", "0.1", "--print-config"], ["lr-find", "digits", "--print-config"]):
         code = f"from learnloop.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
         assert not any(_modules_after(code).values()), argv
 

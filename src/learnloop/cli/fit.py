@@ -54,15 +54,15 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print the epoch table, write history.csv, the weights and plots to OUT."""
-    from ..callbacks import monitoring_callbacks
-    from ..distributed import check_device, is_main
-
     out = args.out
     saved = out / "config.json"
     config = resolve(args, RunConfig.load(saved) if args.resume and saved.is_file() else None)
     if args.print_config:
         print(config.to_json(), end="")
         return 0
+    from ..callbacks import monitoring_callbacks  # torch: --print-config answers without it
+    from ..distributed import check_device, is_main
+
     check_device(config.device)
     prepare_out(out, resume=args.resume, overwrite=args.overwrite)
     tracking = mlflow_cbs(config)  # a missing mlflow fails before the data is loaded

@@ -21,13 +21,13 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print the suggestions and write OUT/lr_find.png."""
-    from ..callbacks.logging import ensure_writable_dir
-    from ..distributed import check_device
-
     config = resolve(args)
     if args.print_config:
         print(config.to_json(), end="")
         return 0
+    from ..callbacks.logging import ensure_writable_dir  # torch: --print-config answers without it
+    from ..distributed import check_device
+
     check_device(config.device)
     path = ensure_writable_dir(args.out, "--out") / "lr_find.png"  # checked before the finder runs
     learn = make_learner(config, progress=False)
