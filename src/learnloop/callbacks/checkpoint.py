@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..distributed import unwrap
