@@ -24,8 +24,9 @@ from .dispatch import CallbackHost
 from .distributed import default_device, unwrap
 from .inference import predict
 from .model_file import save_model
+from .layer_groups import LayerGroups, Splitter
 from .nn.functional import cross_entropy
-from .optim import SGD, read_hps, set_hp
+from .optim import SGD, HpValue, group_values, read_hps, set_hp
 from .saving import load_weights, save_weights
 from .validation import gather_preds, validation_results
 
@@ -40,16 +41,20 @@ class Learner(CallbackHost):
     `callbacks.defaults.default_callbacks(progress)`, a list replaces them (`[]`: the bare loop).
     """
 
-    def __init__(self, model: Any, dls: Any, loss_func: Callable = cross_entropy, lr: float = 1e-2,
+    def __init__(self, model: Any, dls: Any, loss_func: Callable = cross_entropy, lr: HpValue = 1e-2,
                  cbs: Iterable | None = None, opt_func: Callable = SGD, metrics: Iterable[Callable] | None = None,
                  progress: bool = True, device: str | torch.device | None = None,
-                 default_cbs: Iterable | None = None):
+                 default_cbs: Iterable | None = None, splitter: Splitter | None = None):
         self.dls = dls if hasattr(dls, "train") else DataLoaders(dls, None)  # one loader: no validation
         self.device = torch.device(device or default_device())
         self.model = model
         model.to(self.device)  # in place, for torch's and learnloop's modules: the optimizer gets these parameters
         self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
-        self.opt = opt_func(self.model.parameters(), lr=lr)
+        self.layer_groups = LayerGroups(self.model, splitter)  # body ... head: one optimizer param group each
+        lrs = group_values(lr, len(self.layer_groups))
+        groups = self.layer_groups.param_groups()
+        self.opt = opt_func(groups if len(groups) > 1 else groups[0]["params"], lr=lrs[-1])
+        set_hp(self.opt, "lr", lrs)
         self.hps: dict[str, list[float]] = read_hps(self.opt)  # lr, momentum, wd: one value per param group
         self.history: list[dict] = []
         self.cbs: list[Callback] = []
@@ -69,15 +74,16 @@ class Learner(CallbackHost):
 
     @property
     def lr(self) -> float:
-        """The learning rate (of the first param group)."""
-        return self.hps["lr"][0]
+        """The learning rate (of the last param group: the head, where `slice(hi)` puts `hi`)."""
+        return self.hps["lr"][-1]
 
     @lr.setter
-    def lr(self, value: float) -> None:
+    def lr(self, value: HpValue) -> None:
         self.set_hp("lr", value)
 
-    def set_hp(self, name: str, value: float | list[float]) -> None:
-        """Set hyper-parameter `name` (`lr`, `momentum`, `wd`, ...) on every param group, or one value per group."""
+    def set_hp(self, name: str, value: HpValue) -> None:
+        """Set hyper-parameter `name` (`lr`, `momentum`, `wd`, ...) on every param group: one value, a `slice`
+        over the layer groups, or one value per group."""
         self.hps[name] = set_hp(self.opt, name, value)
 
     def read_hps(self) -> None:
@@ -155,7 +161,7 @@ class Learner(CallbackHost):
         for self.epoch in range(self.start_epoch, self.n_epoch):
             self._with_events("epoch", self._do_epoch)
 
-    def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable | None = None,
+    def fit(self, n_epoch: int, lr: HpValue | None = None, cbs: Iterable | None = None,
             resume: str | Path | None = None) -> None:
         """Train for `n_epoch` epochs; `cbs` for this fit only; `resume`: continue from a `Checkpoint` file."""
         if not isinstance(n_epoch, int) or n_epoch < 1:
@@ -172,12 +178,23 @@ class Learner(CallbackHost):
             finally:
                 self.error = None
 
-    def fit_one_cycle(self, n_epoch: int, lr_max: float | None = None, pct_start: float = 0.25,
+    def fit_one_cycle(self, n_epoch: int, lr_max: HpValue | None = None, pct_start: float = 0.25,
                       div: float = 10, div_final: float = 1e5, cbs: Iterable | None = None,
                       resume: str | Path | None = None) -> None:
-        """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to `self.lr`."""
-        lr_max = self.lr if lr_max is None else lr_max
+        """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to the groups' lrs."""
         self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])], resume=resume)
+
+    def freeze_to(self, n: int, train_bn: bool = True) -> None:
+        """Freeze the first `n` layer groups (`n < 0`: all but the last `-n`); BatchNorm trains unless `train_bn`."""
+        self.layer_groups.freeze_to(n, train_bn)
+
+    def freeze(self, train_bn: bool = True) -> None:
+        """Train the last layer group (the head) alone."""
+        self.freeze_to(-1, train_bn)
+
+    def unfreeze(self) -> None:
+        """Train every layer group."""
+        self.freeze_to(0)
 
     def lr_find(self, start_lr: float = 1e-6, mult: float = 1.2, max_lr: float = 10, max_iter: int = 90
                 ) -> LRFindResult:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Optimizer", "SGD", "AdamW", "read_hps", "set_hp", "check_hp"]
+__all__ = ["Optimizer", "SGD", "AdamW", "read_hps", "read_hp", "set_hp", "check_hp", "group_values"]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
@@ -139,13 +139,42 @@ def read_hps(opt: torch.optim.Optimizer) -> dict[str, list[float]]:
     return hps
 
 
-def set_hp(opt: torch.optim.Optimizer, name: str, value: float | Sequence[float]) -> list[float]:
-    """Set hyper-parameter `name` on every param group (or one value per group); return the values per group."""
+def read_hp(opt: torch.optim.Optimizer, name: str) -> list[float]:
+    """Hyper-parameter `name` of every param group (a KeyError listing the valid ones if it has none)."""
+    return [float(_group_value(g, check_hp(g, name))) for g in opt.param_groups]
+
+
+HpValue = float | slice | Sequence[float]  # one value for all groups, a `slice` spread over them, or one per group
+
+
+def group_values(value: HpValue, n_groups: int, name: str = "lr") -> list[float]:
+    """One value per param group: a number for every group; `slice(hi)`: the last group `hi`, the others `hi/10`;
+    `slice(lo, hi)`: geometric from `lo` (first group) to `hi` (last); a sequence: one value per group."""
+    if isinstance(value, slice):
+        lo, hi = value.start, value.stop
+        if value.step is not None or not all(isinstance(v, (int, float)) and v > 0 for v in (hi, lo or hi)):
+            raise ValueError(f"{name}={value!r}: a slice of {name}s is slice(hi) or slice(lo, hi) with numbers > 0, "
+                             f"e.g. slice(1e-4, 1e-3).")
+        if n_groups == 1:
+            return [float(hi)]
+        if lo is None:
+            return [hi / 10] * (n_groups - 1) + [float(hi)]
+        step = (hi / lo) ** (1 / (n_groups - 1))
+        return [lo * step**i for i in range(n_groups - 1)] + [float(hi)]
+    if isinstance(value, Sequence) or (isinstance(value, torch.Tensor) and value.ndim == 1):
+        values = [float(v) for v in value]
+        if len(values) != n_groups:
+            raise ValueError(f"{name} got {len(values)} values for {n_groups} param groups: pass one value, a "
+                             f"slice, or one value per group.")
+        return values
+    return [value] * n_groups
+
+
+def set_hp(opt: torch.optim.Optimizer, name: str, value: HpValue) -> list[float]:
+    """Set hyper-parameter `name` on every param group (`group_values`: one value, a slice, or one per group);
+    return the values per group."""
     groups = opt.param_groups
-    values = list(value) if isinstance(value, Sequence) else [value] * len(groups)
-    if len(values) != len(groups):
-        raise ValueError(f"set_hp({name!r}) got {len(values)} values for {len(groups)} param groups: pass one "
-                         f"value, or one per group.")
+    values = group_values(value, len(groups), name)
     for group, v in zip(groups, values):
         key = check_hp(group, name)
         group[key] = (v, *group[key][1:]) if key == "betas" else v

@@ -84,7 +84,8 @@ def test_param_scheduler_sets_momentum_as_betas_and_wd_by_alias(learner):
     assert group["betas"] == (pytest.approx(0.9 - 0.1 * 2 / 3), 0.999)
     assert group["weight_decay"] == 0.01 and "wd" not in group
     assert learn.recorder.hps["momentum"] == pytest.approx([0.9, 0.9 - 0.1 / 3, 0.9 - 0.2 / 3])
-    assert learn.hps["momentum"] == [group["betas"][0]] and learn.hps["wd"] == [0.01]
+    n = len(learn.opt.param_groups)  # body and head
+    assert learn.hps["momentum"] == [group["betas"][0]] * n and learn.hps["wd"] == [0.01] * n
     assert sched.state_dict() == {}  # stateless: progress is the learner's (train_iter, pct_train)
 
 

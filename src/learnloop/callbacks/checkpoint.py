@@ -1,7 +1,7 @@
 """Checkpoints for exact resume: `Checkpoint` writes the whole training state, `Resume` restores it.
 
 A checkpoint is one plain dict of state_dicts and counters, loadable with `weights_only=True`:
-`model`, `opt`, `cbs` (each stateful callback's `state_dict`, by name), `epoch` and `iter` (the next
+`model`, `opt`, `frozen` (which layer groups are frozen), `cbs` (each stateful callback's `state_dict`, by name), `epoch` and `iter` (the next
 batch to run), `n_epoch`, `history`, `rng` (torch, CUDA, numpy, python and the train loader's
 generators), `loader` (the train loader's `state_dict`, when it has one), `version`, and `meta`: what the
 run was made with (learnloop and torch versions, plus the `meta` given to `Checkpoint`, e.g. dataset and
@@ -59,6 +59,7 @@ def training_state(learn: Any, epoch: int, it: int) -> dict:
         "version": VERSION,
         "model": unwrap(learn.model).state_dict(),  # the user's keys, also under DDP
         "opt": learn.opt.state_dict(),
+        "frozen": learn.layer_groups.state_dict(),
         "cbs": {key: state for key, state in cbs.items() if state},
         "epoch": epoch,
         "iter": it,
@@ -255,10 +256,12 @@ def check_meta(state: dict, expected: dict[str, Any], path: Path | str = "checkp
 
 def load_training_state(learn: Any, state: dict) -> None:
     """Put `learn` back in the state `training_state` captured: weights, optimizer (and so the hyper-parameter
-    record), callbacks' states, history, every RNG and the train loader's position."""
+    record), what is frozen, callbacks' states, history, every RNG and the train loader's position."""
     unwrap(learn.model).load_state_dict(state["model"])
     learn.opt.load_state_dict(state["opt"])
     learn.read_hps()
+    if "frozen" in state:  # checkpoints written before layer groups have none: all trained
+        learn.layer_groups.load_state_dict(state["frozen"])
     cbs = _cb_keys(learn)
     for key, cb_state in state["cbs"].items():
         if key in cbs:

@@ -74,7 +74,7 @@ class LRFinder(ParamScheduler):
             raise CancelFitException()  # before the step, and before TerminateOnNaN warns
         self.avg = self.beta * self.avg + (1 - self.beta) * loss
         smooth = self.avg / (1 - self.beta ** (len(self.lrs) + 1))  # bias-corrected
-        self.lrs.append(self.learn.lr)
+        self.lrs.append(self.learn.lr)  # the last group's: the one scheduled, the others keep their ratios
         self.raw_losses.append(loss)
         self.losses.append(smooth)
         self.best = min(self.best, smooth)

@@ -170,7 +170,7 @@ class MLflowCallback(Callback):
         schedule, callbacks, `hparams`."""
         from .schedule import ParamScheduler, TorchScheduler
 
-        opt_hps = {f"opt.{name}": values[0] for name, values in self.hps.items() if name != "lr"}
+        opt_hps = {f"opt.{name}": values[-1] for name, values in self.hps.items() if name != "lr"}
         scheds = [cb for cb in self.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
         peaks = [cb.settings["lr_max"] for cb in scheds if "lr_max" in cb.settings]
         model = unwrap(self.model)

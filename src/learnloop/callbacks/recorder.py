@@ -35,7 +35,7 @@ class Recorder(Callback):
 
     def __init__(self):
         self.losses: list[float] = []  # per training batch, this fit
-        self.hps: dict[str, list[float]] = {}  # each hyper-parameter of the first param group, per training batch
+        self.hps: dict[str, list[float]] = {}  # each hyper-parameter of the last param group (the head), per training batch
         self.iters: list[int] = []  # len(losses) at the end of each epoch, this fit: where valid points go
         self.valid_results: dict[str, float] = {}  # the last validation phase: loss and metrics
         self.row: dict | None = None
@@ -66,7 +66,7 @@ class Recorder(Callback):
         self._sizes.append(batch_size(learn.yb))
         if learn.training:
             for name, values in learn.hps.items():
-                self.hps.setdefault(name, []).append(values[0])
+                self.hps.setdefault(name, []).append(values[-1])
             return
         for metric, values in zip(learn.metrics, self._metric_values):
             values.append(metric_value(metric, learn.preds, learn.yb))

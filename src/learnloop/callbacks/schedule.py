@@ -1,7 +1,7 @@
 """Schedules: pure functions of training progress, and the callbacks that apply them.
 
 `ParamScheduler` sets a hyper-parameter to `sched_fn(learn.pct_train)` before every training batch, through
-`learn.set_hp`; `OneCycle` (and the LR finder, `lr_find.py`) are thin layers over it. `TorchScheduler` drives
+`learn.set_hp`, keeping the ratios between param groups (discriminative lrs, `slice`); `OneCycle` (and the LR finder, `lr_find.py`) are thin layers over it. `TorchScheduler` drives
 the lr with any `torch.optim.lr_scheduler`. None keeps a counter of its own: progress is the learner's.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..optim import check_hp, set_hp
+from ..optim import HpValue, check_hp, group_values, read_hp, set_hp
 from .core import Callback
 
 Schedule = Callable[[float], float]  # pct of training done, in [0, 1] -> value
@@ -81,16 +81,21 @@ def _combined(bounds: tuple[float, ...], scheds: tuple[Schedule, ...], pct: floa
 # -- applying a schedule --------------------------------------------------------------------------
 class ParamScheduler(Callback):
     """Sets hyper-parameter `param` (`lr`, `momentum`, `wd`, ...) to `sched_fn(pct)` before every training
-    batch, `pct` being `learn.pct_train`: the share of the fit's training batches already run."""
+    batch, `pct` being `learn.pct_train`: the share of the fit's training batches already run.
+
+    A number from `sched_fn` goes to the last param group (the head) and the others keep their ratio to it, as
+    they were when the fit began (`slice` lrs stay spread); a list gives one value per group."""
 
     order = 10  # before anything reads the hyper-parameters in before_batch
 
     def __init__(self, param: str, sched_fn: Schedule):
         self.scheds: dict[str, Schedule] = {param: sched_fn}
+        self.ratios: dict[str, list[float] | None] = {}
 
     def before_fit(self):
         for param in self.scheds:
             check_hp(self.learn.opt.param_groups[0], param)  # fail now, naming the valid keys, not mid-fit
+            self.ratios[param] = group_ratios(read_hp(self.learn.opt, param))
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -107,7 +112,18 @@ class ParamScheduler(Callback):
             return
         pct = self.pct()
         for param, sched in self.scheds.items():
-            self.learn.set_hp(param, sched(pct))
+            value, ratios = sched(pct), self.ratios.get(param)
+            if ratios is not None and not isinstance(value, Sequence):
+                value = [value * r for r in ratios]
+            self.learn.set_hp(param, value)
+
+
+def group_ratios(values: list[float]) -> list[float] | None:
+    """Each group's value over the last group's; None when they are all equal (or the last is 0): one value."""
+    last = values[-1]
+    if all(v == last for v in values) or not (last and math.isfinite(last)):
+        return None
+    return [v / last for v in values[:-1]] + [1.0]
 
 
 def check_positive(**values: float) -> None:
@@ -120,24 +136,33 @@ def check_positive(**values: float) -> None:
 class OneCycle(ParamScheduler):
     """One-cycle policy: lr warms up (cosine) from `lr_max/div` to `lr_max` over the first `pct_start` of
     training, then anneals to `lr_max/div_final`; momentum cycles 0.95 -> 0.85 -> 0.95 when the optimizer
-    has a non-zero `momentum` or `betas`, and is left at 0.95 after the fit."""
+    has a non-zero `momentum` or `betas`, and is left at 0.95 after the fit. `lr_max` may be a `slice` or one
+    value per param group (each group then cycles between its own bounds); None: the groups' lrs at the start."""
 
     def __init__(
         self,
-        lr_max: float,
+        lr_max: HpValue | None,
         pct_start: float = 0.25,
         div: float = 10,
         div_final: float = 1e5,
         moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
     ):
-        check_positive(lr_max=lr_max, div=div, div_final=div_final)
+        check_positive(div=div, div_final=div_final)
+        if lr_max is not None and not isinstance(lr_max, (slice, Sequence)):
+            check_positive(lr_max=lr_max)
         if not 0 < pct_start < 1:
             raise ValueError(f"pct_start must be in the open interval (0, 1), got {pct_start!r}: e.g. 0.25.")
-        self.lr_max, self.pct_start, self.div, self.div_final, self.moms = lr_max, pct_start, div, div_final, moms
-        phases = [pct_start, 1 - pct_start]
-        lr = combine_scheds(phases, [sched_cos(lr_max / div, lr_max), sched_cos(lr_max, lr_max / div_final)])
-        super().__init__("lr", lr)
-        self._mom = combine_scheds(phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
+        self.pct_start, self.div, self.div_final, self.moms = pct_start, div, div_final, moms
+        self.given_lr_max = self.lr_max = lr_max  # lr_max: the last group's peak once the fit begins (loggers)
+        self.lr_maxes: list[float] = []  # the peak of each param group, this fit
+        self.phases = [pct_start, 1 - pct_start]
+        super().__init__("lr", self._lr_sched(1.0 if lr_max is None or isinstance(lr_max, (slice, Sequence))
+                                              else lr_max))
+        self._mom = combine_scheds(self.phases, [sched_cos(moms[0], moms[1]), sched_cos(moms[1], moms[2])])
+
+    def _lr_sched(self, lr_max: float) -> Schedule:
+        return combine_scheds(self.phases, [sched_cos(lr_max / self.div, lr_max),
+                                            sched_cos(lr_max, lr_max / self.div_final)])
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -145,10 +170,22 @@ class OneCycle(ParamScheduler):
         return {"lr_max": self.lr_max, "pct_start": self.pct_start, "div": self.div, "div_final": self.div_final}
 
     def before_fit(self):
+        lr_max = self.learn.hps["lr"] if self.given_lr_max is None else self.given_lr_max
+        lr_maxes = group_values(lr_max, len(self.learn.opt.param_groups))
+        check_positive(**{f"lr_max[{i}]": v for i, v in enumerate(lr_maxes)})
+        self.lr_max, self.lr_maxes = lr_maxes[-1], lr_maxes
+        if len(set(lr_maxes)) == 1:
+            self.scheds["lr"] = self._lr_sched(lr_maxes[0])
+        else:  # one schedule per group: each group's lr exactly as if it were alone
+            self.scheds["lr"] = partial(_per_group, tuple(self._lr_sched(v) for v in lr_maxes))
         self.scheds.pop("momentum", None)
         if any(self.learn.hps.get("momentum", [0.0])):
             self.scheds["momentum"] = self._mom
         super().before_fit()
+
+
+def _per_group(scheds: tuple[Schedule, ...], pct: float) -> list[float]:
+    return [sched(pct) for sched in scheds]
 
 
 class TorchScheduler(Callback):

@@ -20,7 +20,7 @@ class KerasOptimizer:
 
     @property
     def learning_rate(self) -> float:
-        """The learner's lr (of its first param group)."""
+        """The learner's lr (of its last param group, the head)."""
         return float(self._learn.lr)
 
     @learning_rate.setter
