@@ -3,7 +3,7 @@
 Part A: learnloop's loaders and CNN (a learnloop Module, into DDP through its torch view), one-cycle, a CSV
 and a TensorBoard logger, the default progress table. Part B, in the same process group: a torch MLP on
 torch DataLoaders. Part C: a fit stopped mid-epoch with a Checkpoint, resumed by a fresh Learner, against the
-same fit never stopped. Each rank writes OUT/rank<R>.json (what it saw) and OUT/weights<R>_<part>.pt; its stdout
+same fit never stopped. Part D: fine_tune (frozen, then unfrozen inside the fit). Each rank writes OUT/rank<R>.json (what it saw) and OUT/weights<R>_<part>.pt; its stdout
 goes to OUT/stdout<R>.txt. Usage: python tests/ddp_train.py OUT [--crash] (--crash: rank 1 raises mid-fit)
 """
 
@@ -119,6 +119,15 @@ def main(out: Path, crash: bool = False) -> None:
     result["b"] = {"history": learn_b.history, "n_train": count_b.train, "n_valid": count_b.valid,
                    "loaders_restored": learn_b.dls.train is tl and learn_b.dls.valid is vl, "in_fit": count_b.in_fit}
     result["c"] = resume_run(out, train_ds, valid_ds)
+
+    # Part D: fine_tune, whose unfreeze inside the fit makes DDP wrap again (else the body's grads aren't synced).
+    torch.manual_seed(0)
+    mlp_d = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    body = mlp_d[1].weight.detach().clone()
+    dls_d = DataLoaders.from_dsets(train_ds, valid_ds, bs=32, seed=0)
+    Learner(mlp_d, dls_d, progress=False, device="cpu").fine_tune(1, base_lr=0.1)
+    torch.save(mlp_d.state_dict(), out / f"weights{r}_d.pt")
+    result["d"] = {"body_moved": not torch.equal(body, mlp_d[1].weight)}
     (out / f"rank{r}.json").write_text(json.dumps(result))
 
 

@@ -170,7 +170,8 @@ def ranks(out: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_both_ranks_end_with_bit_identical_weights(ddp_run):
-    for part in "ab":
+    assert all(r["d"]["body_moved"] for r in ranks(ddp_run))  # fine_tune's unfrozen body trained, alike on both
+    for part in "abd":
         w0, w1 = (torch.load(ddp_run / f"weights{r}_{part}.pt") for r in range(2))
         assert list(w0) == list(w1) and all(torch.equal(w0[k], w1[k]) for k in w0)
     saved = torch.load(ddp_run / "model.pt")["model"]  # learn.save: the user's (unwrapped) model's keys

@@ -17,7 +17,7 @@ from .callbacks.checkpoint import Resume
 from .callbacks.core import LEVELS, Callback
 from .callbacks.defaults import default_callbacks
 from .callbacks.lr_find import LRFindResult, lr_find
-from .callbacks.schedule import OneCycle
+from .callbacks.schedule import FineTune, OneCycle
 from .data import DataLoaders
 from .diagnose import check_train_loader, explain
 from .dispatch import CallbackHost
@@ -183,6 +183,14 @@ class Learner(CallbackHost):
                       resume: str | Path | None = None) -> None:
         """`fit` with the one-cycle schedule (`callbacks.schedule.OneCycle`); `lr_max` defaults to the groups' lrs."""
         self.fit(n_epoch, cbs=[OneCycle(lr_max, pct_start, div, div_final), *(cbs or [])], resume=resume)
+
+    def fine_tune(self, epochs: int, base_lr: HpValue = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, train_bn: bool = True, cbs: Iterable | None = None,
+                  resume: str | Path | None = None) -> None:
+        """fastai's fine_tune as one fit (`callbacks.schedule.FineTune`): `freeze_epochs` one-cycle epochs frozen,
+        then `epochs` unfrozen at `slice(base_lr/2/lr_mult, base_lr/2)`."""
+        tune = FineTune(epochs, freeze_epochs, base_lr, lr_mult, pct_start, div, train_bn)
+        self.fit(freeze_epochs + epochs, cbs=[tune, *(cbs or [])], resume=resume)
 
     def freeze_to(self, n: int, train_bn: bool = True) -> None:
         """Freeze the first `n` layer groups (`n < 0`: all but the last `-n`); BatchNorm trains unless `train_bn`."""

@@ -17,7 +17,7 @@ from .monitor import EarlyStopping, SaveBest
 from .progress import ProgressCallback
 from .recorder import GatherPreds, Recorder
 from .schedule import (
-    OneCycle, ParamScheduler, TorchScheduler, combine_scheds, sched_cos, sched_exp, sched_lin, sched_no,
+    FineTune, OneCycle, ParamScheduler, TorchScheduler, combine_scheds, sched_cos, sched_exp, sched_lin, sched_no,
 )  # fmt: skip
 from .training import (
     ChannelsLast, CompileModel, GradientAccumulation, GradientClip, MixedPrecision, TerminateOnNaN,
@@ -28,7 +28,7 @@ __all__ = [
     "CancelEpochException", "CancelFitException", "CancelStepException", "as_callback", "register_adapter",
     "default_callbacks", "KerasCallback", "Recorder", "GatherPreds", "ProgressCallback", "TerminateOnNaN",
     "ActivationStats", "TensorBoardCallback", "CSVLogger", "MLflowCallback", "monitoring_callbacks",
-    "ParamScheduler", "OneCycle", "LRFinder", "LRFindResult", "TorchScheduler", "sched_lin", "sched_cos",
+    "ParamScheduler", "OneCycle", "FineTune", "LRFinder", "LRFindResult", "TorchScheduler", "sched_lin", "sched_cos",
     "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted",
     "EarlyStopping", "SaveBest", "GradientClip", "MixedPrecision", "ChannelsLast", "GradientAccumulation",
     "CompileModel", "DistributedCallback",

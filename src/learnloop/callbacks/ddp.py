@@ -30,6 +30,7 @@ class DistributedCallback(Callback):
     def __init__(self, timeout: timedelta = DEFAULT_TIMEOUT, **ddp_kwargs: Any):
         self.timeout, self.ddp_kwargs = timeout, ddp_kwargs
         self._undo: list[Callable[[], None]] = []
+        self._wrapped: tuple[Any, list[bool]] | None = None  # the model DDP wraps, and which params were trainable
 
     def before_fit(self):
         if not is_distributed():
@@ -46,11 +47,20 @@ class DistributedCallback(Callback):
         if isinstance(sampler, torch.utils.data.DistributedSampler):
             sampler.set_epoch(self.epoch)  # a new shuffle every epoch, the same on every rank
 
+    def before_train(self):
+        # DDP syncs the gradients of the parameters that were trainable when it wrapped: after a freeze or unfreeze
+        # inside the fit (fine_tune's), wrap again (a collective, reached at the same epoch on every rank).
+        if self._wrapped is not None and self._trainable() != self._wrapped[1]:
+            self.learn.model = self._wrapped[0]
+            self._undo.pop()
+            self._wrap_model()
+
     def after_fit(self):
         if self.learn.error is not None:  # the others may never reach the exit barrier
             mark_failed()
         while self._undo:  # also after an error: learn.model and the loaders are the user's again
             self._undo.pop()()
+        self._wrapped = None
 
     def _pin_device(self):
         device = self.learn.device
@@ -117,8 +127,12 @@ class DistributedCallback(Callback):
         model, device = self.learn.model, self.learn.device
         device_ids = [device.index] if device.type == "cuda" else None
         # rank 0's weights are broadcast to every rank here, so all ranks start alike
+        self._wrapped = model, self._trainable()
         self.learn.model = torch.nn.parallel.DistributedDataParallel(to_torch(model), device_ids, **self.ddp_kwargs)
         self._undo.append(lambda: setattr(self.learn, "model", model))
+
+    def _trainable(self) -> list[bool]:
+        return [p.requires_grad for p in self.learn.layer_groups.model.parameters()]
 
 
 def distributed_callbacks() -> list[Callback]:

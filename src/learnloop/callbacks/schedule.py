@@ -188,6 +188,68 @@ def _per_group(scheds: tuple[Schedule, ...], pct: float) -> list[float]:
     return [sched(pct) for sched in scheds]
 
 
+class _PhaseCycle(OneCycle):
+    """A one-cycle over the training batches `[start, start + length)` of a longer fit."""
+
+    start, length = 0, 1
+
+    def pct(self) -> float:
+        return min(max((self.learn.train_iter - self.start) / self.length, 0.0), 1.0)
+
+
+class FineTune(Callback):
+    """fastai's `fine_tune` as one fit of `freeze_epochs + epochs` epochs: first the frozen model (`learn.freeze`)
+    one-cycles to `slice(base_lr)` with `pct_start=0.99`; then, unfrozen, a one-cycle to `slice(base_lr/2/lr_mult,
+    base_lr/2)` with `pct_start` and `div` (`base_lr` a slice or a list: the frozen phase's lrs, halved after). One fit, so history, progress, checkpoints and loggers see one run,
+    its epochs numbered on; each epoch enters its phase, so a resume anywhere continues exactly."""
+
+    order = ParamScheduler.order
+
+    def __init__(self, epochs: int, freeze_epochs: int = 1, base_lr: HpValue = 2e-3, lr_mult: float = 100,
+                 pct_start: float = 0.3, div: float = 5.0, train_bn: bool = True):
+        for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"fine_tune's {name} must be an int >= {low}, got {value!r}: e.g. fine_tune(3).")
+        _check_positive(lr_mult=lr_mult)
+        self.epochs, self.freeze_epochs, self.train_bn = epochs, freeze_epochs, train_bn
+        lrs = base_lr if isinstance(base_lr, (slice, Sequence)) else slice(base_lr)
+        self.cycles = (_PhaseCycle(lrs, pct_start=0.99),
+                       _PhaseCycle(_scaled(base_lr, 1 / 2 / lr_mult, 1 / 2), pct_start, div))
+        self.phase: int | None = None
+
+    def before_fit(self):
+        if self.learn.n_epoch != self.freeze_epochs + self.epochs:
+            raise ValueError(f"FineTune({self.epochs}, freeze_epochs={self.freeze_epochs}) needs a fit of "
+                             f"{self.freeze_epochs + self.epochs} epochs, this one has {self.learn.n_epoch}: "
+                             f"call learn.fine_tune({self.epochs}).")
+        self.phase = None
+
+    def before_epoch(self):
+        phase = int(self.epoch >= self.freeze_epochs)
+        if phase == self.phase:
+            return
+        self.phase = phase
+        learn = self.learn
+        learn.freeze(self.train_bn) if phase == 0 else learn.unfreeze()
+        split = learn.n_train_iter * self.freeze_epochs // learn.n_epoch  # the frozen phase's training batches
+        cycle = self.cycles[phase]
+        cycle.learn, cycle.start = learn, split * phase
+        cycle.length = max(split if phase == 0 else learn.n_train_iter - split, 1)
+        cycle.before_fit()
+
+    def before_batch(self):
+        self.cycles[self.phase].before_batch()
+
+
+def _scaled(lr: HpValue, lo: float, hi: float) -> HpValue:
+    """fastai's unfrozen lrs: `slice(lr * lo, lr * hi)` for a number; a slice or list given per group, halved."""
+    if isinstance(lr, slice):
+        return slice(None if lr.start is None else lr.start / 2, lr.stop / 2)
+    if isinstance(lr, Sequence):
+        return [v / 2 for v in lr]
+    return slice(lr * lo, lr * hi)
+
+
 class TorchScheduler(Callback):
     """Drives the lr with a `torch.optim.lr_scheduler` built by `sched_factory(opt)` in `before_fit`,
     stepped after every epoch (`per="epoch"`) or every optimizer step (`per="batch"`).
