@@ -265,3 +265,21 @@ def test_param_scheduler_torch_scheduler_and_lr_finder_keep_the_ratios(make_dls,
     assert found.lrs[0] == pytest.approx(1e-6)  # the last group's lr is the one scanned
     assert learn.hps["lr"] == pytest.approx([1e-3, 1e-2])  # and the learner is as it was
     assert not math.isnan(found.suggestion)
+
+
+def test_load_body_copies_all_but_the_head_and_names_a_body_that_does_not_fit(make_dls):
+    from learnloop.layer_groups import load_body
+
+    torch.manual_seed(0)
+    trained = learner(make_dls, bn_cnn(1, 10), lr=0.3)
+    trained.fit(1)
+    new = bn_cnn(1, 5)  # another task: 5 classes
+    fresh_head = new[14].weight.detach().clone()
+    copied = load_body(new, trained.model.state_dict())
+    assert "1.running_mean" in copied and "14.weight" not in copied
+    assert all(torch.equal(new.state_dict()[k], trained.model.state_dict()[k]) for k in copied)
+    assert torch.equal(new[14].weight, fresh_head)
+    net = ResNetShaped(5)
+    load_body(net, ResNetShaped(10).state_dict())  # torchvision's layout: everything but fc
+    with pytest.raises(ValueError, match="don't fit this model's body: 0.weight has shape"):
+        load_body(bn_cnn(3, 5), trained.model.state_dict())

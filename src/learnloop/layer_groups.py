@@ -16,7 +16,7 @@ import torch
 
 from .nn.torch_view import TorchModule
 
-__all__ = ["default_splitter", "head_module", "split_params", "LayerGroups", "BN_TYPES"]
+__all__ = ["default_splitter", "head_module", "split_params", "load_body", "LayerGroups", "BN_TYPES"]
 
 Splitter = Callable[[Any], Sequence[Iterable[torch.Tensor]]]
 # Every BatchNorm keeps running statistics; SyncBatchNorm is what DDP users convert to, timm's subclass these.
@@ -90,6 +90,26 @@ def split_params(model: Any, splitter: Splitter | None = None) -> list[list[torc
                                  f"layer group (again in group {i}): each parameter belongs to one group.")
             seen.add(id(p))
     return groups
+
+
+def load_body(model: Any, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy a trained model's `state` (a state_dict) into `model`, all but its head (`head_module`), which keeps
+    its fresh weights (a head for other classes); returns the names copied. A ValueError names a tensor of the
+    body that `state` lacks or holds in another shape: a model of another architecture."""
+    inner, head = _inner(model), head_module(model)
+    prefix = next((name for name, m in inner.named_modules() if m is head), None)
+    body = {k: v for k, v in inner.state_dict().items() if prefix is None or not k.startswith(f"{prefix}.")}
+    missing = [k for k in body if k not in state]
+    wrong = [k for k in body if k in state and state[k].shape != body[k].shape]
+    if missing or wrong:
+        what = (f"{len(missing)} of the body's tensors are missing from it (e.g. {missing[:3]})" if missing else
+                f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)} there and {tuple(body[wrong[0]].shape)} here")
+        raise ValueError(f"The trained weights don't fit this model's body: {what}. Start from a model of the same "
+                         f"architecture.")
+    with torch.no_grad():
+        for key, tensor in body.items():
+            tensor.copy_(state[key])  # state_dict tensors share memory with the model's
+    return list(body)
 
 
 class LayerGroups:
