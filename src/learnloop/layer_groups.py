@@ -2,8 +2,8 @@
 which of them are frozen (`freeze_to`), with BatchNorm layers in frozen groups still training by default.
 
 A splitter is a function of the model returning lists of parameters, first group first (fastai's convention).
-`default_splitter` makes two groups, body and head: the head is a torchvision/timm classifier (`fc`,
-`get_classifier()`, `classifier`, `head`) when the model has one, else its last child that holds parameters.
+`default_splitter` makes two groups, body and head: the head is a torchvision/timm classifier (`get_classifier()`,
+`fc`, `classifier`, `heads`, `head`) when the model has one, else its last child that holds parameters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["default_splitter", "head_module", "split_params", "load_body", "Laye
 Splitter = Callable[[Any], Sequence[Iterable[torch.Tensor]]]
 # Every BatchNorm keeps running statistics; SyncBatchNorm is what DDP users convert to, timm's subclass these.
 BN_TYPES = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
-HEAD_NAMES = ("fc", "classifier", "head")  # torchvision's resnets (fc), vgg/densenet/efficientnet; timm's vits
+HEAD_NAMES = ("fc", "classifier", "heads", "head")  # torchvision: resnets, vgg/densenet/efficientnet, vit; timm
 
 
 def _has_params(module: Any) -> bool:
