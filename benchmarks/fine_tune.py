@@ -72,6 +72,7 @@ def main() -> None:
             t = time.perf_counter()
             source = write_folder(Path(tmp) / f"source{seed}", range(0, 5), args.source_per_class, 20, seed)
             small = write_folder(Path(tmp) / f"small{seed}", range(5, 10), args.per_class, 20, seed + 100)
+            print(f"seed {seed}: wrote the folders ({time.perf_counter() - t:.0f} s)", flush=True)
             earlier = learner(source, seed)
             earlier.fit_one_cycle(args.source_epochs)
             scratch = learner(small, seed)

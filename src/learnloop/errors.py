@@ -2,7 +2,7 @@
 
 The `learnloop` command prints a `UserError` as one line and exits with status 2; any other exception is a
 bug and keeps its traceback. Each class also derives from the built-in error Python code would expect
-(`ValueError`, `FileNotFoundError`, `OSError`, `pickle.UnpicklingError`), so `except ValueError` still works.
+(`ValueError`, `ImportError`, `FileNotFoundError`, `OSError`, `pickle.UnpicklingError`), so `except ValueError` still works.
 This module imports nothing from learnloop: `data`, `nn` and the callbacks can all raise these.
 """
 
@@ -21,6 +21,11 @@ class DataError(UserError, ValueError):
 
 class SettingError(UserError, ValueError):
     """A setting that can't work as given: a flag's value, a device this machine lacks, a tracking store, ..."""
+
+
+class MissingPackageError(UserError, ImportError):
+    """An optional package (torchvision, timm, ...) that a setting needs can't be imported; the message says how
+    to install it."""
 
 
 class MissingFileError(UserError, FileNotFoundError):

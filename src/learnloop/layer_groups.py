@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .errors import CheckpointError
 from .nn.torch_view import TorchModule
 
 __all__ = ["default_splitter", "head_module", "split_params", "load_body", "LayerGroups", "BN_TYPES"]
@@ -94,8 +95,8 @@ def split_params(model: Any, splitter: Splitter | None = None) -> list[list[torc
 
 def load_body(model: Any, state: dict[str, torch.Tensor]) -> list[str]:
     """Copy a trained model's `state` (a state_dict) into `model`, all but its head (`head_module`), which keeps
-    its fresh weights (a head for other classes); returns the names copied. A ValueError names a tensor of the
-    body that `state` lacks or holds in another shape: a model of another architecture."""
+    its fresh weights (a head for other classes); returns the names copied. A CheckpointError (a ValueError) names
+    a tensor of the body that `state` lacks or holds in another shape: a model of another architecture."""
     inner, head = _inner(model), head_module(model)
     prefix = next((name for name, m in inner.named_modules() if m is head), None)
     body = {k: v for k, v in inner.state_dict().items() if prefix is None or not k.startswith(f"{prefix}.")}
@@ -104,7 +105,7 @@ def load_body(model: Any, state: dict[str, torch.Tensor]) -> list[str]:
     if missing or wrong:
         what = (f"{len(missing)} of the body's tensors are missing from it (e.g. {missing[:3]})" if missing else
                 f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)} there and {tuple(body[wrong[0]].shape)} here")
-        raise ValueError(f"The trained weights don't fit this model's body: {what}. Start from a model of the same "
+        raise CheckpointError(f"The trained weights don't fit this model's body: {what}. Start from a model of the same "
                          f"architecture.")
     with torch.no_grad():
         for key, tensor in body.items():

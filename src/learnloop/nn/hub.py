@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ..errors import MissingPackageError, SettingError
+
 __all__ = ["hub_model", "hub_source", "INSTALL_HINT"]
 
 INSTALL_HINT = ("pip install torchvision --index-url https://download.pytorch.org/whl/cpu (the build that matches "
@@ -26,7 +28,7 @@ def _import(package: str) -> tuple[Any | None, str | None]:
 
 def hub_source(name: str) -> str:
     """'torchvision' or 'timm': the installed package that has a model called `name` (torchvision first); a
-    ValueError naming what is installed, or an ImportError saying how to install them when neither imports."""
+    SettingError naming what is installed, or a MissingPackageError saying how to install them when neither imports."""
     problems = []
     tv, why = _import("torchvision")
     if tv is not None and name in tv.models.list_models():
@@ -37,10 +39,10 @@ def hub_source(name: str) -> str:
         return "timm"
     problems += [why] if why else []
     if tv is None and timm is None:
-        raise ImportError(f"--arch {name}: not one of learnloop's architectures, and torchvision and timm can't be "
+        raise MissingPackageError(f"--arch {name}: not one of learnloop's architectures, and torchvision and timm can't be "
                           f"imported ({'; '.join(problems)}). To use their models: {INSTALL_HINT}.")
     have = " or ".join(p for p, m in (("torchvision", tv), ("timm", timm)) if m is not None)
-    raise ValueError(f"--arch {name}: no such model in {have}; e.g. resnet18, resnet50, efficientnet_b0, "
+    raise SettingError(f"--arch {name}: no such model in {have}; e.g. resnet18, resnet50, efficientnet_b0, "
                      f"convnext_tiny (torchvision.models.list_models() and timm.list_models() list them).")
 
 
@@ -55,7 +57,7 @@ def hub_model(name: str, n_classes: int, in_channels: int = 3, pretrained: bool 
     import torchvision
 
     if in_channels != 3:
-        raise ValueError(f"torchvision's {name} takes 3-channel (RGB) images, these have {in_channels}: use RGB "
+        raise SettingError(f"torchvision's {name} takes 3-channel (RGB) images, these have {in_channels}: use RGB "
                          f"images, or a timm model (in_chans adapts), or one of learnloop's architectures.")
     if not pretrained:
         return torchvision.models.get_model(name, num_classes=n_classes)
