@@ -70,3 +70,14 @@ def test_replace_head_swaps_the_last_linear_of_a_classifier():
     model.classifier = torch.nn.Sequential(torch.nn.Dropout(), torch.nn.Linear(4, 1000))
     new = replace_head(model, 3)
     assert model.classifier[1] is new and new.out_features == 3
+
+
+def test_a_hub_model_records_how_to_rebuild_it_without_downloading(torchvision_like):
+    from learnloop.nn import arch_of, build_arch
+
+    model = hub_model("resnet18", n_classes=5, pretrained=True)
+    spec = arch_of(model)
+    assert spec == {"name": "hub_arch", "kwargs": {"name": "resnet18", "n_classes": 5, "in_channels": 3,
+                                                   "pretrained": False}}
+    rebuilt = build_arch(spec)
+    assert torchvision_like[-1] == ("resnet18", None, {"num_classes": 5}) and rebuilt.fc.out_features == 5

@@ -3,6 +3,7 @@
 from .archs import ARCHS, arch_of, build_arch, register_arch
 from .functional import cross_entropy, log_softmax, logsumexp, nll_loss
 from .hooks import Hook, Hooks, LayerStats
+from .hub import hub_model  # registers torchvision/timm models by name (`hub_arch`) for model files
 from .layers import (AdaptivePool, ConvLayer, Flatten, Lambda, Linear, ReLU, Sequential,
                      simple_cnn)
 from .models import bn_cnn, image_cnn
@@ -11,5 +12,5 @@ from .torch_view import TorchModule, to_torch
 
 __all__ = ["ARCHS", "arch_of", "build_arch", "register_arch", "Parameter", "Module", "HookHandle", "IncompatibleKeys", "TorchModule", "to_torch",
            "Linear", "ConvLayer", "Sequential", "AdaptivePool", "Flatten", "ReLU", "Lambda",
-           "simple_cnn", "bn_cnn", "image_cnn", "Hook", "Hooks", "LayerStats", "cross_entropy", "log_softmax",
+           "simple_cnn", "bn_cnn", "image_cnn", "hub_model", "Hook", "Hooks", "LayerStats", "cross_entropy", "log_softmax",
            "logsumexp", "nll_loss"]

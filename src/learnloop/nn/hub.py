@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from ..errors import MissingPackageError, SettingError
+from .archs import register_arch
 
-__all__ = ["hub_model", "hub_source", "INSTALL_HINT"]
+__all__ = ["hub_model", "hub_arch", "hub_source", "replace_head", "INSTALL_HINT"]
 
 INSTALL_HINT = ("pip install torchvision --index-url https://download.pytorch.org/whl/cpu (the build that matches "
                 "your torch; use the cu index for a GPU torch), or pip install timm")
@@ -48,7 +49,16 @@ def hub_source(name: str) -> str:
 
 def hub_model(name: str, n_classes: int, in_channels: int = 3, pretrained: bool = False) -> torch.nn.Module:
     """torchvision's or timm's model `name` with a new head for `n_classes`; `pretrained`: their published
-    weights for everything else (downloaded once into their cache)."""
+    weights for everything else (downloaded once into their cache). Its `arch_spec` rebuilds it without them: a
+    model file holds the trained weights, so loading one needs no download."""
+    model = hub_arch(name, n_classes, in_channels, pretrained)
+    model.arch_spec["kwargs"]["pretrained"] = False
+    return model
+
+
+@register_arch
+def hub_arch(name: str, n_classes: int, in_channels: int = 3, pretrained: bool = False) -> torch.nn.Module:
+    """The builder `hub_model` records (`nn.archs`): the torchvision or timm model, published weights or not."""
     source = hub_source(name)
     if source == "timm":
         import timm
@@ -58,7 +68,7 @@ def hub_model(name: str, n_classes: int, in_channels: int = 3, pretrained: bool 
 
     if in_channels != 3:
         raise SettingError(f"torchvision's {name} takes 3-channel (RGB) images, these have {in_channels}: use RGB "
-                         f"images, or a timm model (in_chans adapts), or one of learnloop's architectures.")
+                           f"images, or a timm model (in_chans adapts), or one of learnloop's architectures.")
     if not pretrained:
         return torchvision.models.get_model(name, num_classes=n_classes)
     model = torchvision.models.get_model(name, weights="DEFAULT")
