@@ -210,7 +210,7 @@ class FineTune(Callback):
         for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"fine_tune's {name} must be an int >= {low}, got {value!r}: e.g. fine_tune(3).")
-        _check_positive(lr_mult=lr_mult)
+        check_positive(lr_mult=lr_mult)
         self.epochs, self.freeze_epochs, self.train_bn = epochs, freeze_epochs, train_bn
         lrs = base_lr if isinstance(base_lr, (slice, Sequence)) else slice(base_lr)
         self.cycles = (_PhaseCycle(lrs, pct_start=0.99),
