@@ -3,7 +3,6 @@ by every scheduler, on real digits runs."""
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import pytest
@@ -262,9 +261,9 @@ def test_param_scheduler_torch_scheduler_and_lr_finder_keep_the_ratios(make_dls,
 
     learn.set_hp("lr", slice(1e-2))
     found = learn.lr_find(max_iter=20)
-    assert found.lrs[0] == pytest.approx(1e-6)  # the last group's lr is the one scanned
-    assert learn.hps["lr"] == pytest.approx([1e-3, 1e-2])  # and the learner is as it was
-    assert not math.isnan(found.suggestion)
+    assert [hi for _, hi in log.lrs] == pytest.approx(found.lrs)  # the last group's lr is the one scanned...
+    assert found.lrs[0] == pytest.approx(1e-6) and all(lo / hi == pytest.approx(0.1) for lo, hi in log.lrs)
+    assert learn.hps["lr"] == pytest.approx([1e-3, 1e-2])  # ...and the learner is left as it was
 
 
 def test_load_body_copies_all_but_the_head_and_names_a_body_that_does_not_fit(make_dls):
