@@ -7,8 +7,9 @@ import pickle
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -18,12 +19,18 @@ from .errors import CheckpointError, MissingFileError, UnsafeCheckpointError
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` with `torch.save` to a temp file beside `path`, fsync it, then rename it over `path`."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`: a reader (or a crash)
+    sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -61,16 +60,9 @@ class RunConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the config to `path` atomically: a reader sees the old file or the new one, never half."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        from ..saving import atomic_write  # imports torch: --print-config and --help answer without it
+
+        return atomic_write(path, lambda f: f.write(self.to_json().encode()))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunConfig:
