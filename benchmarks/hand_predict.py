@@ -2,7 +2,7 @@
 without a library. PIL open, convert, resize; float and normalise per image; a torch DataLoader with 2 workers;
 the same model (rebuilt from the model file's weights and recorded statistics), probabilities to a CSV.
 
-Run: `python benchmarks/hand_predict.py MODEL_FILE FOLDER OUT.csv [--workers 2] [--bs 64]`.
+Run: `python benchmarks/hand_predict.py MODEL_FILE FOLDER OUT.csv [--workers 2] [--bs 64] [--threads N]`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--bs", type=int, default=64)
+    p.add_argument("--threads", type=int, help="torch threads in this process (default: torch's, one per core)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     state = torch.load(args.model, weights_only=True)
     model = image_cnn(**state["arch"]["kwargs"])
     model.load_state_dict(state["model"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .model_flags import add_model_flags, load_model
+from .model_flags import add_model_flags, load_model, share_cores
 from .startup import started
 
 NAME = "evaluate"
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     learn = load_model(args.model, args.device)
+    share_cores(args.workers)
     out = ensure_writable_dir(args.out or model_path(args.model).parent / "eval", "--out")
     started()
     report = evaluate(learn, args.folder, bs=args.bs, n_workers=args.workers)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .flags import flag_number
-from .model_flags import add_model_flags, load_model
+from .model_flags import add_model_flags, load_model, share_cores
 from .startup import started
 
 NAME = "predict"
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     learn = load_model(args.model, args.device)
+    share_cores(args.workers)
     items = image_items(args.items)
     if not items:
         raise UserError(f"no images in {', '.join(args.items)} ({'.jpg, .png, ...'}, hidden files skipped).")
