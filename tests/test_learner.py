@@ -309,6 +309,18 @@ def test_torch_model_torch_optimizer_and_torch_loaders_train(make_dls, make_mlp)
     assert learn.history[-1]["train_loss"] < learn.history[0]["train_loss"]
 
 
+@pytest.mark.parametrize("pair", [tuple, list])
+def test_a_train_valid_pair_is_taken_as_the_two_loaders(make_dls, make_mlp, pair):
+    dls = make_dls()
+    learn = Learner(make_mlp(), pair([dls.train, dls.valid]), lr=0.1, metrics=[accuracy], progress=False)
+    assert learn.dls.train is dls.train and learn.dls.valid is dls.valid
+    learn.fit(3)
+    assert learn.history[-1]["valid_accuracy"] > 0.85
+    assert Learner(make_mlp(), (dls.train, None), progress=False).dls.valid is None
+    with pytest.raises(ValueError, match=r"\(train_dl, valid_dl\), got 3 items"):
+        Learner(make_mlp(), (dls.train, dls.valid, dls.valid), progress=False)
+
+
 def test_lr_property_and_fit_lr(make_dls, make_mlp):
     learn = Learner(make_mlp(), make_dls(), lr=0.1, progress=False)
     assert learn.lr == 0.1

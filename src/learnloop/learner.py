@@ -18,11 +18,12 @@ from .callbacks.core import LEVELS, Callback
 from .callbacks.defaults import default_callbacks
 from .callbacks.lr_find import LRFindResult, lr_find
 from .callbacks.schedule import FineTune, OneCycle
-from .data import DataLoaders
+from .data import as_dataloaders
 from .diagnose import check_train_loader, explain
 from .dispatch import CallbackHost
 from .distributed import default_device, unwrap
 from .inference import predict
+from .metrics import Metrics, metric_list
 from .model_file import save_model
 from .layer_groups import LayerGroups, Splitter
 from .nn.functional import cross_entropy
@@ -42,14 +43,14 @@ class Learner(CallbackHost):
     """
 
     def __init__(self, model: Any, dls: Any, loss_func: Callable = cross_entropy, lr: HpValue = 1e-2,
-                 cbs: Iterable | None = None, opt_func: Callable = SGD, metrics: Iterable[Callable] | None = None,
+                 cbs: Iterable | None = None, opt_func: Callable = SGD, metrics: Metrics = None,
                  progress: bool = True, device: str | torch.device | None = None,
                  default_cbs: Iterable | None = None, splitter: Splitter | None = None):
-        self.dls = dls if hasattr(dls, "train") else DataLoaders(dls, None)  # one loader: no validation
+        self.dls = as_dataloaders(dls)  # also one loader (no validation), or a (train, valid) pair
         self.device = torch.device(device or default_device())
         self.model = model
         model.to(self.device)  # in place, for torch's and learnloop's modules: the optimizer gets these parameters
-        self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, list(metrics or [])
+        self.loss_func, self.opt_func, self.metrics = loss_func, opt_func, metric_list(metrics)
         self.layer_groups = LayerGroups(self.model, splitter)  # body ... head: one optimizer param group each
         lrs = group_values(lr, len(self.layer_groups))
         groups = self.layer_groups.param_groups()

@@ -145,6 +145,9 @@ def test_mixed_precision_bf16_trains_digits_on_cpu():
     assert not torch.is_autocast_enabled("cpu")  # and is off again
     assert learn.history[-1]["valid_accuracy"] >= 0.93
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
+    outputs, targets = learn.get_preds(cbs=[probe])
+    assert probe.dtypes == {torch.bfloat16} and outputs.dtype == torch.float32  # computed in bf16, returned in fp32
+    assert (outputs.argmax(1) == targets).float().mean().item() == pytest.approx(learn.history[-1]["valid_accuracy"])
 
 
 class CancelAfterPred(Callback):

@@ -3,6 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
+from learnloop import Learner
 from learnloop.data import ArrayDataset, DataLoader, ImageFolder, LabelVocab, image_folder_split
 from learnloop.data.datasets import image_folder
 from learnloop.errors import DataError
@@ -30,7 +31,21 @@ def test_array_dataset_from_numpy_keeps_dtypes():
     assert ds.x.dtype == torch.uint8 and ds.y.dtype == torch.int64 and len(ds) == 6
     xi, yi = ds[4]
     assert xi.tolist() == [[16, 17], [18, 19]] and yi.item() == 4
-    assert ArrayDataset(np.zeros((2, 3)), np.array([0.5, 1.5])).x.dtype == torch.float64  # floats are kept
+    assert ArrayDataset(np.zeros((2, 3), np.float16), np.array([0.5, 1.5], np.float16)).x.dtype == torch.float16
+
+
+def test_array_dataset_converts_float64_to_float32_once_and_a_float64_regression_trains():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 3))  # numpy's default: float64
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.1
+    ds = ArrayDataset(x, y[:, None])
+    assert ds.x.dtype == ds.y.dtype == torch.float32
+    assert torch.equal(ds.x, torch.from_numpy(x).float())
+    torch.manual_seed(0)
+    learn = Learner(torch.nn.Linear(3, 1), DataLoader(ds, bs=32, shuffle=True, seed=0), torch.nn.functional.mse_loss,
+                    lr=0.1, progress=False)
+    learn.fit(20)
+    assert learn.history[-1]["train_loss"] < 1e-4 < learn.history[0]["train_loss"]
     ro = np.arange(4)
     ro.flags.writeable = False
     assert ArrayDataset(ro, ro).x.tolist() == [0, 1, 2, 3]

@@ -1,17 +1,19 @@
 """Results tracking: per-batch losses and hyper-parameters, per-phase means weighted by batch size (one row
-per epoch in `learn.history`), and the predictions `learn.get_preds` gathers."""
+per epoch in `learn.history`), stateful metrics computed once per phase, and the predictions `learn.get_preds`
+gathers."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..data.sharding import shard_of
 from ..distributed import all_reduce_sum, gather_preds
+from ..metrics import is_stateful, metric_name, unnamed
 from .core import Callback
 
 if TYPE_CHECKING:
@@ -27,7 +29,10 @@ class Recorder(Callback):
     """Records per-batch loss and lr, and appends one row per epoch to `learn.history`.
 
     Losses and metric values stay tensors on the device until the end of a phase, so the hot loop
-    never waits for the device; each phase is reduced with one `.tolist()`.
+    never waits for the device; each phase is reduced with one `.tolist()`. A stateful metric (a torchmetrics
+    `Metric`: `update`/`compute`/`reset`) is moved to the model's device, reset at the start of each validation
+    phase, updated every batch and computed once at its end (under DDP torchmetrics syncs it across ranks in
+    `compute`); a function metric is averaged over the phase's batches, weighted by batch size.
     """
 
     order = 50
@@ -56,9 +61,17 @@ class Recorder(Callback):
 
     def _reset_phase(self):
         self._losses, self._sizes = [], []
-        self._metric_values = [[] for _ in self.learn.metrics]
+        metrics = [unnamed(m) for m in self.learn.metrics]
+        self._stateful = [m for m in metrics if is_stateful(m)]
+        self._functions = [m for m in metrics if not is_stateful(m)]
+        self._metric_values = [[] for _ in self._functions]
 
-    before_validate = _reset_phase  # also `learn.validate` outside a fit
+    def before_validate(self):  # also `learn.validate` outside a fit
+        self._reset_phase()
+        for metric in self._stateful:
+            if isinstance(metric, torch.nn.Module):  # its state follows the model (torchmetrics keeps it there)
+                metric.to(self.learn.device)
+            metric.reset()
 
     def after_loss(self):
         learn = self.learn  # read through `learn`: each `self.x` would go through __getattr__, per batch
@@ -68,8 +81,10 @@ class Recorder(Callback):
             for name, values in learn.hps.items():
                 self.hps.setdefault(name, []).append(values[-1])
             return
-        for metric, values in zip(learn.metrics, self._metric_values):
+        for metric, values in zip(self._functions, self._metric_values):
             values.append(metric_value(metric, learn.preds, learn.yb))
+        for metric in self._stateful:
+            _checked(metric, "update", metric.update, learn.preds, learn.yb)
 
     def _means(self) -> list[float]:
         """Reduce this phase's per-batch records to weighted means: [loss, *metrics]; then reset."""
@@ -93,9 +108,15 @@ class Recorder(Callback):
         self.row["train_loss"] = means[0] if means else float("nan")
 
     def after_validate(self):
+        computed = iter([_scalar(m, _checked(m, "compute", m.compute)) for m in self._stateful])  # DDP: all ranks
         means = self._means()
+        if not means:
+            self.valid_results = {}
+            return
+        averaged = iter(means[1:])
+        values = [next(computed) if is_stateful(m) else next(averaged) for m in self.learn.metrics]
         names = ["loss", *(metric_name(m) for m in self.learn.metrics)]
-        self.valid_results = dict(zip(names, means))
+        self.valid_results = dict(zip(names, [means[0], *values]))
         if self.row is not None and self.learn.dl is self.learn.dls.valid:  # the fit's own validation
             self.row.update({f"valid_{name}": value for name, value in self.valid_results.items()})
 
@@ -156,32 +177,35 @@ class Recorder(Callback):
         return plot_metrics(self.learn, path)
 
 
-def metric_name(metric) -> str:
-    """A metric's name: its `__name__`, or its class's name for callable objects."""
-    return getattr(metric, "__name__", type(metric).__name__)
-
-
-def metric_value(metric: Callable, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """`metric(preds, targets)` as a 0-d tensor, with errors that name the metric and the shapes."""
+def _checked(metric: Any, what: str, call: Callable, *args: torch.Tensor) -> Any:
+    """`call(*args)`, with an error that names the metric (and the shapes it was given)."""
     try:
-        value = metric(preds, targets)
+        return call(*args)
     except Exception as e:
-        raise RuntimeError(
-            f"metric {metric_name(metric)!r} raised on preds of shape {tuple(preds.shape)} and targets of "
-            f"shape {tuple(targets.shape)}: {e}"
-        ) from e
+        shapes = f" on preds of shape {tuple(args[0].shape)} and targets of shape {tuple(args[1].shape)}" if args else ""
+        step = "" if what == "call" else f".{what}()"
+        raise RuntimeError(f"metric {metric_name(metric)!r}{step} raised{shapes}: {e}") from e
+
+
+def _scalar(metric: Any, value: Any) -> torch.Tensor:
     value = torch.as_tensor(value).detach()
     if value.ndim != 0:
         raise ValueError(
             f"metric {metric_name(metric)!r} returned a tensor of shape {tuple(value.shape)}; a metric must "
-            f"return one number per batch (e.g. reduce it with .mean())."
+            f"give one number (e.g. reduce it with .mean(), or average='macro' for a torchmetrics metric)."
         )
     return value
 
 
+def metric_value(metric: Callable, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`metric(preds, targets)` as a 0-d tensor (a `(name, metric)` pair calls the metric), with errors that name
+    the metric and the shapes."""
+    return _scalar(metric, _checked(metric, "call", unnamed(metric), preds, targets))
+
+
 class GatherPreds(Callback):
-    """Collects the model's outputs and the targets of a validation phase (what `learn.get_preds` returns);
-    under DDP each rank's shard comes back from every rank, in dataset order."""
+    """Collects the model's outputs (float32 whatever the autocast dtype) and the targets of a validation phase (what
+    `learn.get_preds` returns); under DDP each rank's shard comes back from every rank, in dataset order."""
 
     order = 50
     during_lr_find = False
@@ -197,4 +221,7 @@ class GatherPreds(Callback):
 
     def after_validate(self):
         if self.outputs:
-            self.outputs, self.targets = gather_preds(self.learn.dl, torch.cat(self.outputs), torch.cat(self.targets))
+            outputs = torch.cat(self.outputs)
+            if outputs.is_floating_point() and outputs.dtype != torch.float64:  # bf16/fp16 under autocast
+                outputs = outputs.float()
+            self.outputs, self.targets = gather_preds(self.learn.dl, outputs, torch.cat(self.targets))

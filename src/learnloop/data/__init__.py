@@ -2,8 +2,8 @@
 
 from .dataset import ArrayDataset, ImageFolder, LabelVocab, image_folder_split
 from .images import Augment
-from .loader import DataLoader, DataLoaders, collate
+from .loader import DataLoader, DataLoaders, as_dataloaders, collate
 from .transforms import Normalize, ToCHW, ToFloat
 
 __all__ = ["ArrayDataset", "Augment", "DataLoader", "DataLoaders", "ImageFolder", "LabelVocab", "Normalize", "ToCHW",
-           "ToFloat", "collate", "image_folder_split"]
+           "ToFloat", "as_dataloaders", "collate", "image_folder_split"]

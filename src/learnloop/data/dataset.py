@@ -20,17 +20,21 @@ VALID_DIRS = ("val", "valid")
 
 
 def as_tensor(a: Any, labels: bool = False) -> Tensor:
-    """Tensor from a tensor or numpy array, keeping its dtype; integer labels become int64."""
+    """Tensor from a tensor or numpy array, keeping its dtype, except: float64 becomes float32 (as Keras casts), and
+    integer labels become int64."""
     if isinstance(a, np.ndarray) and not a.flags.writeable:
         a = a.copy()  # torch warns on read-only numpy memory
     t = torch.as_tensor(a)
+    if t.dtype == torch.float64:  # numpy's default float: models are float32, and a float64 batch fails in them
+        t = t.float()
     if labels and not t.is_floating_point() and t.dtype != torch.int64:
         t = t.long()  # what cross-entropy and indexing expect
     return t
 
 
 class ArrayDataset:
-    """`(x[i], y[i])` pairs from two equally long tensors or numpy arrays, with optional per-sample transforms."""
+    """`(x[i], y[i])` pairs from two equally long tensors or numpy arrays (float64 converted to float32 once, here),
+    with optional per-sample transforms."""
 
     pixel_max: float | None = None  # x = raw / pixel_max for data scaled from integers (MNIST: 255): a model file
     # records it, so raw integer arrays are predicted at the scale trained on

@@ -384,3 +384,16 @@ class DataLoaders:
 
     def __repr__(self) -> str:
         return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
+
+
+def as_dataloaders(dls: Any) -> Any:
+    """What a Learner trains on: `dls` itself when it has `.train` (and `.valid`); a `(train, valid)` pair (a tuple or
+    list; valid may be None) as DataLoaders; a single loader as the train loader, with no validation."""
+    if hasattr(dls, "train"):
+        return dls
+    if isinstance(dls, (tuple, list)):
+        if len(dls) != 2:
+            raise ValueError(f"a tuple or list of loaders must be (train_dl, valid_dl), got {len(dls)} items; pass "
+                             "(train_dl, None) to train without validation.")
+        return DataLoaders(*dls)
+    return DataLoaders(dls, None)
