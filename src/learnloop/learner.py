@@ -19,6 +19,7 @@ from .callbacks.defaults import default_callbacks
 from .callbacks.lr_find import LRFindResult, lr_find
 from .callbacks.schedule import FineTune, OneCycle
 from .data import as_dataloaders
+from .data.batches import batch_keys, split_batch, to_device
 from .diagnose import check_train_loader, explain
 from .dispatch import CallbackHost
 from .distributed import default_device, unwrap
@@ -135,9 +136,9 @@ class Learner(CallbackHost):
             self.opt.zero_grad(set_to_none=True)
 
     def _all_batches(self) -> None:
-        self.n_iter = len(self.dl)
+        self.n_iter, keys = len(self.dl), batch_keys(self.dls)
         for self.iter, batch in enumerate(self.dl, self.start_iter):
-            self.xb, self.yb = self._to_device(batch)
+            self.xb, self.yb = self._to_device(split_batch(batch, *keys))  # a dict batch: by its keys
             self._with_events("batch", self.one_batch)
             self.train_iter += self.training
         self.start_iter = 0
@@ -213,7 +214,7 @@ class Learner(CallbackHost):
     def _to_device(self, batch: Any) -> Any:
         if self.device.type == "cpu":
             return batch
-        return [t.to(self.device, non_blocking=True) if hasattr(t, "to") else t for t in batch]
+        return to_device(batch, self.device)
 
     # -- evaluation: the loop's validation phase, with the callbacks of the call (validation.py) -----------
     def validate(self, dl: Iterable | None = None, cbs: Iterable | None = None) -> dict[str, float]:

@@ -73,15 +73,16 @@ def _take(t: Tensor, idx: Tensor) -> Tensor:
 
 def _load(ds: Any, idx: Tensor | slice, collate_fn: Callable, key: EpochKey = None) -> Any:
     """One batch of `ds` at indices `idx` (a slice when in order): a single gather (or view) for a plain
-    ArrayDataset, else sample by sample, after `ds.seed_epoch(*key)` for a dataset that draws per-sample randomness."""
+    ArrayDataset, `ds.__getitems__(indices)` for a dataset that has it (torch's protocol), else sample by sample, after `ds.seed_epoch(*key)` for a dataset that draws per-sample randomness."""
     if key is not None:  # set per batch: another loader over the same dataset may have set its own
         ds.seed_epoch(*key)
     if collate_fn is collate and type(ds) is ArrayDataset and ds.tfm_x is None and ds.tfm_y is None:
         if isinstance(idx, slice):  # in order: views of the dataset's tensors, nothing copied
             return ds.x[idx], ds.y[idx]
         return _take(ds.x, idx), _take(ds.y, idx)
-    indices = range(len(ds))[idx] if isinstance(idx, slice) else idx.tolist()
-    return collate_fn([_get(ds, i) for i in indices])
+    indices = list(range(len(ds))[idx]) if isinstance(idx, slice) else idx.tolist()
+    getitems = getattr(ds, "__getitems__", None)  # torch's batched read: Hugging Face datasets fetch rows at once
+    return collate_fn(getitems(indices) if getitems is not None else [_get(ds, i) for i in indices])
 
 
 def _pin(batch: Any) -> Any:
@@ -336,11 +337,13 @@ class DataLoader:
 
 
 class DataLoaders:
-    """The train and valid loaders of a fit; `test_dl` makes more with the validation pipeline."""
+    """The train and valid loaders of a fit; `test_dl` makes more with the validation pipeline. For dict batches,
+    `x_key`/`y_key` name the input and target keys (default: the target is the one key named `label`, `labels`,
+    `target`, `targets` or `y`, the input the one other tensor; `x_key` a list of keys gives the model a dict)."""
 
-    def __init__(self, train: Any, valid: Any, pipeline: Pipeline | None = None,
-                 vocab: Sequence | None = None) -> None:
-        self.train, self.valid = train, valid
+    def __init__(self, train: Any, valid: Any, pipeline: Pipeline | None = None, vocab: Sequence | None = None, *,
+                 x_key: str | Sequence[str] | None = None, y_key: str | None = None) -> None:
+        self.train, self.valid, self.x_key, self.y_key = train, valid, x_key, y_key
         self._pipeline, self._vocab = pipeline, vocab  # given by load_learner; else read from the loaders
 
     @property
@@ -373,10 +376,10 @@ class DataLoaders:
 
     @classmethod
     def from_dsets(cls, train_ds: Any, valid_ds: Any, bs: int = 64, drop_last: bool = False,
-                   **kwargs: Any) -> DataLoaders:
+                   x_key: str | Sequence[str] | None = None, y_key: str | None = None, **kwargs: Any) -> DataLoaders:
         """Train loader shuffled (and `drop_last`), valid loader in order and complete; `kwargs` go to both."""
         return cls(DataLoader(train_ds, bs, shuffle=True, drop_last=drop_last, **kwargs),
-                   DataLoader(valid_ds, bs, shuffle=False, **kwargs))
+                   DataLoader(valid_ds, bs, shuffle=False, **kwargs), x_key=x_key, y_key=y_key)
 
     def show_batch(self, path: str | Path | None = None, n: int = 16, valid: bool = False) -> Any:
         """`show_batch` of the train loader (augmented, as trained on), or of the valid loader when `valid`."""
