@@ -177,8 +177,10 @@ def broadcast_seed() -> int:
 
 
 def unwrap(model: Any) -> Any:
-    """The user's model inside a DDP wrapper (and inside the torch view of a learnloop Module): save its state."""
+    """The user's model inside a DDP wrapper, torch.compile's wrapper and the torch view of a learnloop Module: save
+    its state."""
     model = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    model = getattr(model, "_orig_mod", model)  # the module inside torch.compile's wrapper
     return model.source if isinstance(model, TorchModule) else model
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
+import warnings
 from functools import partial
 
 import pytest
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from learnloop import Callback, CancelBatchException, Learner
 from learnloop.callbacks import (ChannelsLast, CompileModel, GradientAccumulation, MixedPrecision,
                                  TerminateOnNaN, TorchScheduler)
+from learnloop.callbacks.training import compiled_graphs
 from learnloop.data import ArrayDataset, DataLoader, DataLoaders
 from learnloop.data.datasets import digits
 from learnloop.metrics import accuracy
@@ -259,6 +262,48 @@ def test_compile_model_trains_like_eager_and_puts_the_model_back(make_mlp, learn
         assert learn.model is model
         results.append(learn.history[-1]["valid_loss"])
     assert results[0] == pytest.approx(results[1], rel=1e-5)
+
+
+def test_compile_model_compiles_a_sequential_of_torch_layers(make_mlp, digits_tensors):
+    # Module.compile skips an nn.Sequential's forward (torch's own file): CompileModel must still compile it
+    model = make_mlp(0)
+    assert type(model) is torch.nn.Sequential
+    torch._dynamo.reset()  # forget the graphs earlier tests compiled for the same code
+    before = compiled_graphs()
+    learn = Learner(model, DataLoaders.from_dsets(*digits(), bs=64, seed=0), lr=0.1, progress=False,
+                    cbs=[CompileModel(backend="eager")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "compiled nothing" warning
+        learn.fit(1)
+    assert compiled_graphs() > before
+    assert learn.model is model and list(learn.model.state_dict()) == list(make_mlp(0).state_dict())
+
+
+def test_compile_model_warns_when_nothing_was_compiled(make_mlp):
+    class Uncompilable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_mlp(0)
+
+        @torch.compiler.disable
+        def forward(self, x):
+            return self.net(x)
+
+    learn = Learner(Uncompilable(), DataLoaders.from_dsets(*digits(), bs=256, seed=0), progress=False,
+                    cbs=[CompileModel(backend="eager")])
+    with pytest.warns(UserWarning, match="compiled no graph of Uncompilable"):
+        learn.fit(1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("cc")), reason="inductor needs a C++ compiler (g++ or cc) on CPU")
+def test_compile_model_with_inductor_trains_like_eager(make_mlp):
+    results = []
+    for cbs in ([CompileModel()], []):
+        learn = Learner(make_mlp(0), DataLoaders.from_dsets(*digits(), bs=64, seed=0), lr=0.1, progress=False, cbs=cbs)
+        learn.fit(1)
+        results.append(learn.history[-1]["valid_loss"])
+    assert results[0] == pytest.approx(results[1], rel=1e-3)
 
 
 def test_bn_cnn_shapes():

@@ -4,6 +4,7 @@ paths (mixed precision, channels-last, gradient accumulation, torch.compile)."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any
 
@@ -216,26 +217,60 @@ class GradientAccumulation(Callback):
 
 
 class CompileModel(Callback):
-    """Runs the model through `torch.compile(**kwargs)` during fits (compiled once, reused by later fits).
+    """Runs the model through `torch.compile(**kwargs)` during fits (compiled once, reused by later fits), and warns
+    when the first training phase compiled no graph.
 
-    A torch.nn.Module is compiled in place (`Module.compile`: the same object and state_dict keys, and it stays
-    compiled); a learnloop Module is swapped for its compiled `to_torch` view for the fit, then put back.
+    A torch.nn.Module whose `forward` is your code is compiled in place (`Module.compile`: the same object and
+    state_dict keys, and it stays compiled). One whose `forward` is torch's own (an `nn.Sequential` of torch layers),
+    which `Module.compile` would leave uncompiled, is swapped for `torch.compile(model)` for the fit, then put back;
+    so is a learnloop Module's compiled `to_torch` view.
     """
 
     order = -30
 
     def __init__(self, **kwargs: Any):
-        self.kwargs, self._source, self._compiled = kwargs, None, None
+        self.kwargs, self._source, self._compiled, self._graphs = kwargs, None, None, None
 
     def before_fit(self):
         model = self.learn.model
         if model is self._compiled:  # already swapped in, e.g. a fit inside a fit
             return
         if model is not self._source:
-            self._source, self._compiled = model, to_torch(model)
-            self._compiled.compile(**self.kwargs)
+            self._source, view = model, to_torch(model)
+            if _in_torch(type(view).forward):  # dynamo skips frames in torch's own files: wrap the module instead
+                self._compiled = torch.compile(view, **self.kwargs)
+            else:
+                view.compile(**self.kwargs)
+                self._compiled = view
+            self._graphs = compiled_graphs()  # checked after the first training phase
         self.learn.model = self._compiled
+
+    def after_train(self):
+        if self._graphs is None:
+            return
+        kind = type(self._source)
+        if compiled_graphs() > self._graphs:
+            _COMPILED_KINDS.add(kind)
+        elif kind not in _COMPILED_KINDS:  # (a model like one compiled before reuses its cached graphs)
+            warnings.warn(f"CompileModel: torch.compile compiled no graph of {kind.__name__} in the first epoch, "
+                          "so it runs eagerly. TORCH_LOGS=graph_breaks shows why.", stacklevel=2)
+        self._graphs = None
 
     def after_fit(self):
         if self._source is not None:
             self.learn.model = self._source
+
+
+_COMPILED_KINDS: set[type] = set()  # model classes a CompileModel compiled graphs for, in this process
+
+
+def _in_torch(fn: Any) -> bool:
+    path = getattr(getattr(fn, "__code__", None), "co_filename", "")
+    return path.startswith(os.path.dirname(torch.__file__) + os.sep)
+
+
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has compiled in this process (dynamo's `unique_graphs` counter)."""
+    from torch._dynamo.utils import counters  # the counter torch's own tests read
+
+    return counters["stats"]["unique_graphs"]
