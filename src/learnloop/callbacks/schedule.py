@@ -2,7 +2,7 @@
 
 `ParamScheduler` sets a hyper-parameter to `sched_fn(learn.pct_train)` before every training batch, through
 `learn.set_hp`, keeping the ratios between param groups (discriminative lrs, `slice`); `OneCycle` (and the LR finder, `lr_find.py`) are thin layers over it. `TorchScheduler` drives
-the lr with any `torch.optim.lr_scheduler`. None keeps a counter of its own: progress is the learner's.
+the lr with any `torch.optim.lr_scheduler`, or a timm scheduler. None keeps a counter of its own: progress is the learner's.
 """
 
 from __future__ import annotations
@@ -253,7 +253,12 @@ def _scaled(lr: HpValue, lo: float, hi: float) -> HpValue:
 class TorchScheduler(Callback):
     """Drives the lr with a `torch.optim.lr_scheduler` built by `sched_factory(opt)` in `before_fit`,
     stepped after every epoch (`per="epoch"`) or every optimizer step (`per="batch"`).
-    `ReduceLROnPlateau` steps with the epoch's valid loss (the train loss when there is no valid set)."""
+    `ReduceLROnPlateau` steps with the epoch's valid loss (the train loss when there is no valid set).
+
+    A timm-style scheduler (one with `step(epoch, metric)` and `step_update(num_updates, metric)`, e.g. timm's
+    `CosineLRScheduler`) is driven as timm's own train loop does: `step_update(n)` after the n-th optimizer step of
+    the fit and `step(epoch + 1, valid_loss)` after each epoch; its `t_in_epochs` decides which one moves the lr.
+    """
 
     order = 55  # after the Recorder (50): `after_epoch` reads the epoch's row in `learn.history`
 
@@ -274,6 +279,7 @@ class TorchScheduler(Callback):
                 f"calling {self.sched_factory!r}(optimizer) raised: {e}"
             ) from e
         self.plateau = isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        self.timm = callable(getattr(self.sched, "step_update", None))
         if self.plateau and self.per == "batch":
             raise ValueError("ReduceLROnPlateau steps on the valid loss once per epoch: pass per='epoch'.")
         if self._pending is not None:
@@ -291,25 +297,31 @@ class TorchScheduler(Callback):
         self._skipped = True  # no optimizer step this batch (accumulation, an fp16 overflow): no scheduler step
 
     def after_step(self):
-        if self.per == "batch" and not self._skipped:
+        skipped, self._skipped = self._skipped, False
+        if skipped:
+            return
+        if self.timm:  # updates counted over the whole run (training batches so far), so a resume continues it
+            self.sched.step_update(num_updates=self.learn.train_iter + 1)
+            self.learn.read_hps()
+        elif self.per == "batch":
             self._step()
-        self._skipped = False
 
     def after_epoch(self):
-        if self.per != "epoch":
-            return
-        if not self.plateau:
-            self._step()
-            return
-        row = self.learn.history[-1]
-        self._step(row.get("valid_loss", row["train_loss"]))
+        if self.timm:
+            self._step(self.learn.epoch + 1, self._monitored())
+        elif self.per == "epoch":
+            self._step(*([self._monitored()] if self.plateau else []))
 
-    def _step(self, *metric: float) -> None:
-        self.sched.step(*metric)
-        self.learn.read_hps()  # the torch scheduler wrote the optimizer's param groups itself
+    def _monitored(self) -> float:
+        row = self.learn.history[-1]
+        return row.get("valid_loss", row["train_loss"])
+
+    def _step(self, *args: float) -> None:
+        self.sched.step(*args)
+        self.learn.read_hps()  # the scheduler wrote the optimizer's param groups itself
 
     def state_dict(self) -> dict:
-        """The torch scheduler's `state_dict`."""
+        """The scheduler's `state_dict`."""
         return self.sched.state_dict() if self.sched is not None else dict(self._pending or {})
 
     def load_state_dict(self, state: dict) -> None:
