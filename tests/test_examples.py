@@ -31,6 +31,8 @@ CASES = {
                                      says=("per-epoch lr: ['0.1', '0.1', '0.1', '0.01']",)),  # StepLR(3, 0.1)
     "train_and_evaluate": Case(["--epochs", "1", "--out", "out"], r"Accuracy: ([\d.]+) \(\d+/360 test images\)",
                                files=("out/model.pth",)),
+    "optuna_study": Case(["--trials", "4", "--epochs", "2"], r"best valid accuracy: ([\d.]+)",
+                         says=("trials complete,",)),
     "monitoring": Case(["--epochs", "1", "--logdir", "tb", "--csv", "history.csv", "--plot", "loss.png"],
                        r"Accuracy: ([\d.]+)", files=("history.csv", "loss.png", "tb/events.out.tfevents.*")),
 }

@@ -14,6 +14,7 @@ from .logging import CSVLogger, TensorBoardCallback, monitoring_callbacks
 from .lr_find import LRFinder, LRFindResult
 from .mlflow import MLflowCallback
 from .monitor import EarlyStopping, SaveBest
+from .optuna import OptunaPruning
 from .progress import ProgressCallback
 from .recorder import GatherPreds, Recorder
 from .schedule import (
@@ -22,6 +23,7 @@ from .schedule import (
 from .training import (
     ChannelsLast, CompileModel, GradientAccumulation, GradientClip, MixedPrecision, TerminateOnNaN,
 )  # fmt: skip
+from .wandb import WandbCallback
 
 __all__ = [
     "Callback", "EVENTS", "CancelBatchException", "CancelTrainException", "CancelValidateException",
@@ -31,5 +33,5 @@ __all__ = [
     "ParamScheduler", "OneCycle", "FineTune", "LRFinder", "LRFindResult", "TorchScheduler", "sched_lin", "sched_cos",
     "sched_exp", "sched_no", "combine_scheds", "Checkpoint", "GracefulInterrupt", "FitInterrupted",
     "EarlyStopping", "SaveBest", "GradientClip", "MixedPrecision", "ChannelsLast", "GradientAccumulation",
-    "CompileModel", "DistributedCallback",
+    "CompileModel", "DistributedCallback", "WandbCallback", "OptunaPruning",
 ]  # fmt: skip

@@ -21,11 +21,9 @@ from typing import Any
 
 import torch
 
-from ..distributed import unwrap
 from ..errors import SettingError
 from .core import Callback
-from .logging import batch_size_of
-from .recorder import metric_name
+from .logging import run_params
 
 _MISSING = "MLflowCallback needs mlflow: pip install 'learnloop[mlflow]' (or mlflow-skinny, sqlalchemy and alembic)."
 
@@ -166,28 +164,8 @@ class MLflowCallback(Callback):
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 
     def run_params(self) -> dict[str, Any]:
-        """What this fit is: lr (the peak under one-cycle), bs, n_epoch, optimizer, model, loss, metrics,
-        schedule, callbacks, `hparams`."""
-        from .schedule import ParamScheduler, TorchScheduler
-
-        opt_hps = {f"opt.{name}": values[-1] for name, values in self.hps.items() if name != "lr"}
-        scheds = [cb for cb in self.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
-        peaks = [cb.settings["lr_max"] for cb in scheds if "lr_max" in cb.settings]
-        model = unwrap(self.model)
-        return {
-            "lr": peaks[0] if peaks else self.lr,  # the learner's lr is not what a one-cycle fit uses
-            "bs": batch_size_of(self.dls),
-            "n_epoch": self.n_epoch,
-            "optimizer": type(self.opt).__name__,
-            **opt_hps,
-            "model": type(model).__name__,
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "loss_func": metric_name(self.loss_func),
-            "metrics": ", ".join(metric_name(m) for m in self.metrics) or "none",
-            "schedule": ", ".join(_describe_sched(cb) for cb in scheds) or "none",
-            "callbacks": ", ".join(type(cb).__name__ for cb in sorted(self.cbs, key=lambda cb: cb.order)),
-            **self.hparams,
-        }
+        """What this fit is (`logging.run_params`) and your `hparams`."""
+        return {**run_params(self.learn), **self.hparams}
 
     def _log_new_rows(self) -> None:
         """The batch losses so far and each `learn.history` row not logged yet (step = its epoch), in one call."""
@@ -266,8 +244,3 @@ def _now_ms() -> int:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _describe_sched(cb: Callback) -> str:
-    settings = ", ".join(f"{k}={v:g}" if _is_number(v) else f"{k}={v}" for k, v in cb.settings.items())
-    return f"{type(cb).__name__}({settings})"
