@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -67,3 +68,23 @@ def machine() -> str:
     """A one-line description of where the figures come from."""
     return (f"{date.today()}, {platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads, python {platform.python_version()}")
+
+
+def subset_parser(description: str, n: int) -> argparse.ArgumentParser:
+    """The flags of a benchmark on the first `n` MNIST training samples: --data, --n, --repeats, --threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=default_mnist())
+    parser.add_argument("--n", type=int, default=n, help="training samples")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def mnist_subset(args: argparse.Namespace):
+    """The first `args.n` MNIST training samples as an ArrayDataset, with torch on `args.threads` threads."""
+    from learnloop.data import ArrayDataset
+    from learnloop.data.datasets import mnist
+
+    torch.set_num_threads(args.threads)
+    train, _ = mnist(args.data)
+    return ArrayDataset(train.x[: args.n], train.y[: args.n])

@@ -6,18 +6,16 @@ Run: `python benchmarks/compile.py [--data mnist.npz] [--n 20000]` (inductor on 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 
 import torch
-from common import alternate, default_mnist, machine, round_ratios
+from common import alternate, machine, mnist_subset, round_ratios, subset_parser
 
 from learnloop import Learner
 from learnloop.callbacks import CompileModel
 from learnloop.callbacks.training import compiled_graphs
 from learnloop.data import ArrayDataset, DataLoader
-from learnloop.data.datasets import mnist
 from learnloop.nn import bn_cnn
 
 
@@ -36,16 +34,10 @@ def learner(model: torch.nn.Module, ds: ArrayDataset, bs: int, compiled: bool) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default=default_mnist())
-    parser.add_argument("--n", type=int, default=10000, help="training samples")
+    parser = subset_parser(__doc__, n=10000)
     parser.add_argument("--bs", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    train, _ = mnist(args.data)
-    ds = ArrayDataset(train.x[: args.n], train.y[: args.n])
+    ds = mnist_subset(args)
     print(machine())
     for name, model in models().items():
         eager = learner(model, ds, args.bs, compiled=False)

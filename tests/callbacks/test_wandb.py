@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import struct
 import sys
@@ -122,3 +123,25 @@ def test_missing_wandb_and_bad_arguments_are_clear_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     with pytest.raises(ImportError, match=r"pip install 'learnloop\[wandb\]'"):
         WandbCallback()
+
+
+def test_the_cli_wandb_flag_logs_the_run(offline, run_learnloop):
+    result = run_learnloop("fit", "digits", "--epochs", "2", "--out", "run", "--no-tensorboard", "--wandb", "cli-test")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = offline.glob("wandb/offline-run-*")
+    run_id = run_dir.name.rsplit("-", 1)[1]
+    assert f"learnloop: W&B run {run_id}" in result.stdout
+    config, rows = read_runs(offline, run_id)
+    assert (config["dataset"], config["arch"], config["n_epoch"], config["bs"]) == ("digits", "simple_cnn", 2, 32)
+    written = list(csv.DictReader(open(offline / "run" / "history.csv")))  # what the CLI's CSVLogger wrote
+    assert [row["valid_loss"] for row in rows] == pytest.approx([float(row["valid_loss"]) for row in written])
+    assert rows[-1]["valid_accuracy"] > 0.8
+
+
+def test_the_cli_wandb_flag_without_wandb_is_one_line(capsys, monkeypatch):
+    from learnloop.cli import main
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    assert main(["fit", "digits", "--wandb", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learnloop: error: --wandb: WandbCallback needs wandb: pip install 'learnloop[wandb]'")

@@ -20,7 +20,6 @@ import torch
 
 from ..distributed import unwrap
 from ..errors import OutputPathError
-from ..metrics import metric_name
 from .core import Callback
 
 
@@ -57,36 +56,6 @@ def batch_size_of(dls: Any) -> int | None:
         if isinstance(value, int):
             return value
     return None
-
-
-def run_params(learn: Any) -> dict[str, Any]:
-    """What a fit is, for trackers (MLflow, W&B): lr (the peak under one-cycle), bs, n_epoch, optimizer and its
-    hyper-parameters (`opt.momentum`, ...), model, n_params, loss, metrics, schedule, callbacks."""
-    from .schedule import OneCycle, ParamScheduler, TorchScheduler
-
-    opt_hps = {f"opt.{name}": values[0] for name, values in learn.hps.items() if name != "lr"}
-    scheds = [cb for cb in learn.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
-    one_cycle = [cb.lr_max for cb in scheds if isinstance(cb, OneCycle)]
-    model = unwrap(learn.model)
-    return {
-        "lr": one_cycle[0] if one_cycle else learn.lr,  # the learner's lr is not what a one-cycle fit uses
-        "bs": batch_size_of(learn.dls),
-        "n_epoch": learn.n_epoch,
-        "optimizer": type(learn.opt).__name__,
-        **opt_hps,
-        "model": type(model).__name__,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "loss_func": metric_name(learn.loss_func),
-        "metrics": ", ".join(metric_name(m) for m in learn.metrics) or "none",
-        "schedule": ", ".join(_describe_sched(cb, OneCycle) for cb in scheds) or "none",
-        "callbacks": ", ".join(type(cb).__name__ for cb in sorted(learn.cbs, key=lambda cb: cb.order)),
-    }
-
-
-def _describe_sched(cb: Callback, one_cycle: type) -> str:
-    if isinstance(cb, one_cycle):
-        return f"OneCycle(lr_max={cb.lr_max:g}, pct_start={cb.pct_start:g})"
-    return type(cb).__name__
 
 
 def _tag(key: str) -> str:

@@ -11,7 +11,6 @@ in (MLflow's own default, `./mlruns`); `artifact_uri` says where a run's went.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import numbers
 import os
 import tempfile
@@ -19,16 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ..errors import SettingError
-from .core import Callback
-from .logging import run_params
+from .tracking import TrackerCallback, run_params
 
 _MISSING = "MLflowCallback needs mlflow: pip install 'learnloop[mlflow]' (or mlflow-skinny, sqlalchemy and alembic)."
 
 
-class MLflowCallback(Callback):
+class MLflowCallback(TrackerCallback):
     """Logs a fit to an MLflow run: params at the start, each epoch's `learn.history` row (step = epoch),
     the training loss every `log_every_n_batches` batches, and at the end `history.csv`, `loss.png` and
     `model.pt` as artifacts, with status FINISHED, FAILED (the fit raised) or KILLED (Ctrl-C).
@@ -40,10 +37,6 @@ class MLflowCallback(Callback):
     Rank 0 alone logs under torchrun; `lr_find`'s trial fit logs nothing.
     """
 
-    order = 70  # after the Recorder (50): history[-1] is the epoch that just ended; before Checkpoint (90)
-    main_only = True  # rank 0 alone talks to the tracking server under torchrun
-    during_lr_find = False  # lr_find's trial fit is not a run
-
     def __init__(
         self,
         tracking_uri: str | None = None,
@@ -52,13 +45,9 @@ class MLflowCallback(Callback):
         log_every_n_batches: int | None = None,
         hparams: dict[str, Any] | None = None,
     ):
-        if log_every_n_batches is not None and (not isinstance(log_every_n_batches, int) or log_every_n_batches < 1):
-            raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}.")
-        if importlib.util.find_spec("mlflow") is None:
-            raise ImportError(_MISSING)
+        super().__init__(log_every_n_batches, "mlflow", _MISSING)
         self.tracking_uri, self.experiment, self.run_name = tracking_uri, experiment, run_name
-        self.log_every_n_batches, self.hparams = log_every_n_batches, dict(hparams or {})
-        self.run_id: str | None = None  # the run this fit logs to; saved in checkpoints by `state_dict`
+        self.hparams = dict(hparams or {})
         self.client: Any = None
 
     @property
@@ -68,18 +57,13 @@ class MLflowCallback(Callback):
 
     # -- events ------------------------------------------------------------------------------
     def before_fit(self):
-        self.run_id, self.started, self.owns_run, self._batch_losses = None, False, True, []
+        super().before_fit()
+        self.started, self.owns_run = False, True
         self._connect()
-        # The run starts at the first epoch: a resumed fit's `Resume` (after every before_fit) sets `run_id`.
 
     def before_epoch(self):
         if not self.started:
             self._start_run()
-
-    def after_batch(self):
-        n = self.log_every_n_batches
-        if n is not None and self.training and self.train_iter % n == 0:  # train_iter: batches before this one
-            self._batch_losses.append((self.train_iter, self.loss.detach()))  # read off the device once per epoch
 
     def after_epoch(self):
         if self.started:
@@ -97,14 +81,6 @@ class MLflowCallback(Callback):
             if self.owns_run:
                 self.client.set_terminated(self.run_id, status)
             self.started = False
-
-    def state_dict(self) -> dict:
-        """The MLflow run id, so a resumed fit logs to the same run."""
-        return {"run_id": self.run_id} if self.run_id else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned."""
-        self.run_id = state.get("run_id")
 
     # -- MLflow ------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -164,21 +140,16 @@ class MLflowCallback(Callback):
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 
     def run_params(self) -> dict[str, Any]:
-        """What this fit is (`logging.run_params`) and your `hparams`."""
+        """What this fit is (`tracking.run_params`) and your `hparams`."""
         return {**run_params(self.learn), **self.hparams}
 
     def _log_new_rows(self) -> None:
         """The batch losses so far and each `learn.history` row not logged yet (step = its epoch), in one call."""
         from mlflow.entities import Metric
 
-        values = []
-        if self._batch_losses:
-            losses = torch.stack([loss.float() for _, loss in self._batch_losses]).cpu().tolist()
-            values += [("batch_loss", loss, step) for (step, _), loss in zip(self._batch_losses, losses)]
-            self._batch_losses = []
-        for row in self.history[self.n_logged :]:
+        values = [("batch_loss", loss, step) for step, loss in self.take_batch_losses()]
+        for row in self.take_new_rows():
             values += [(key, float(v), row["epoch"]) for key, v in row.items() if key != "epoch" and _is_number(v)]
-        self.n_logged = len(self.history)
         now = _now_ms()
         self.client.log_batch(self.run_id, metrics=[Metric(key, v, now, step) for key, v, step in values])
 

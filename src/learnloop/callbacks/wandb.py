@@ -7,19 +7,15 @@ wandb is optional (`pip install "learnloop[wandb]"`) and imported only when a fi
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
-import torch
-
-from .core import Callback
-from .logging import run_params
+from .tracking import TrackerCallback, run_params
 
 _MISSING = "WandbCallback needs wandb: pip install 'learnloop[wandb]'."
 
 
-class WandbCallback(Callback):
-    """Logs a fit to a W&B run: `config` (the fit's hyper-parameters, `logging.run_params`, and yours) at the start,
+class WandbCallback(TrackerCallback):
+    """Logs a fit to a W&B run: `config` (the fit's hyper-parameters, `tracking.run_params`, and yours) at the start,
     each epoch's `learn.history` row (W&B x-axis `epoch`), with `log_every_n_batches=n` the training loss every n-th
     batch (x-axis `train_iter`), and at the end the exit code (0; 1 when the fit raised; 255 on Ctrl-C).
 
@@ -29,18 +25,10 @@ class WandbCallback(Callback):
     trial fit logs nothing.
     """
 
-    order = 70  # after the Recorder (50): history[-1] is the epoch that just ended; before Checkpoint (90)
-    main_only = True
-    during_lr_find = False
-
     def __init__(self, config: dict[str, Any] | None = None, log_every_n_batches: int | None = None,
                  **init_kwargs: Any):
-        if log_every_n_batches is not None and (not isinstance(log_every_n_batches, int) or log_every_n_batches < 1):
-            raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}.")
-        if importlib.util.find_spec("wandb") is None:
-            raise ImportError(_MISSING)
-        self.config, self.log_every_n_batches, self.init_kwargs = dict(config or {}), log_every_n_batches, init_kwargs
-        self.run_id: str | None = None  # the run this fit logs to; saved in checkpoints by `state_dict`
+        super().__init__(log_every_n_batches, "wandb", _MISSING)
+        self.config, self.init_kwargs = dict(config or {}), init_kwargs
         self.run: Any = None
 
     @property
@@ -50,17 +38,12 @@ class WandbCallback(Callback):
 
     # -- events ------------------------------------------------------------------------------
     def before_fit(self):
-        self.run_id, self.run, self._batch_losses = None, None, []
-        # The run starts at the first epoch: a resumed fit's `Resume` (after every before_fit) sets `run_id`.
+        super().before_fit()
+        self.run = None
 
     def before_epoch(self):
         if self.run is None:
             self._start_run()
-
-    def after_batch(self):
-        n = self.log_every_n_batches
-        if n is not None and self.training and self.train_iter % n == 0:  # train_iter: batches before this one
-            self._batch_losses.append((self.train_iter, self.loss.detach()))  # read off the device once per epoch
 
     def after_epoch(self):
         if self.run is not None:
@@ -76,14 +59,6 @@ class WandbCallback(Callback):
             if self.owns_run:
                 self.run.finish(exit_code=0 if error is None else 255 if isinstance(error, KeyboardInterrupt) else 1)
             self.run = None
-
-    def state_dict(self) -> dict:
-        """The W&B run id, so a resumed fit logs to the same run."""
-        return {"run_id": self.run_id} if self.run_id else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` returned."""
-        self.run_id = state.get("run_id")
 
     # -- W&B ---------------------------------------------------------------------------------
     def _start_run(self) -> None:
@@ -109,11 +84,7 @@ class WandbCallback(Callback):
 
     def _log_new_rows(self) -> None:
         """The batch losses so far, then each `learn.history` row not logged yet."""
-        if self._batch_losses:
-            losses = torch.stack([loss.float() for _, loss in self._batch_losses]).cpu().tolist()
-            for (step, _), loss in zip(self._batch_losses, losses):
-                self.run.log({"batch_loss": loss, "train_iter": step})
-            self._batch_losses = []
-        for row in self.history[self.n_logged:]:
+        for step, loss in self.take_batch_losses():
+            self.run.log({"batch_loss": loss, "train_iter": step})
+        for row in self.take_new_rows():
             self.run.log(dict(row))
-        self.n_logged = len(self.history)

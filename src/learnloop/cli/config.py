@@ -52,6 +52,7 @@ class RunConfig:
     log_every: float = 30.0  # seconds between progress lines when the output is not a terminal (0: never)
     tensorboard: bool = True  # write OUT/tb
     mlflow: str | None = None  # log to MLflow: None no, "" the default store, else a tracking URI
+    wandb: str | None = None  # log to W&B: None no, "" $WANDB_PROJECT, else a project
 
     def to_json(self) -> str:
         """The config as JSON, one setting a line, as OUT/config.json holds it: an image folder as its absolute
@@ -94,7 +95,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 # what a resumed run may change: where it runs, what it reports, and more epochs (a warning: the schedule
 # then differs from the one the checkpoint was made under); not what it computes
-MAY_CHANGE_ON_RESUME = frozenset({"epochs", "device", "workers", "log_every", "tensorboard", "mlflow", "ckpt_every"})
+MAY_CHANGE_ON_RESUME = frozenset({"epochs", "device", "workers", "log_every", "tensorboard", "mlflow", "wandb",
+                                  "ckpt_every"})
 
 
 def is_folder(dataset: str) -> bool:

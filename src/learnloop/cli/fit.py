@@ -38,7 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="checkpoint to OUT/last.ckpt every N batches (default: every epoch)")
     sub.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.ckpt, with the "
                      "settings in OUT/config.json (flags may change only --epochs, --device, --workers, --log-every, "
-                     "--ckpt-every, --no-tensorboard and --mlflow)")
+                     "--ckpt-every, --no-tensorboard, --mlflow and --wandb)")
     sub.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (its model.pt, "
                      "last.ckpt, history.csv, loss.png, tb/ and config.json); without it fit refuses to touch an "
                      "earlier run")
@@ -49,6 +49,9 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="do not write OUT/tb")
     sub.add_argument("--mlflow", nargs="?", const="", metavar="URI",
                      help="log the run to MLflow: to URI, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+    sub.add_argument("--wandb", nargs="?", const="", metavar="PROJECT",
+                     help="log the run to Weights & Biases, in PROJECT (else $WANDB_PROJECT); WANDB_MODE=offline "
+                     "writes it under ./wandb with no network")
     return sub
 
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_device(config.device)
     prepare_out(out, resume=args.resume, overwrite=args.overwrite)
-    tracking = mlflow_cbs(config)  # a missing mlflow fails before the data is loaded
+    tracking = tracking_cbs(config)  # a missing mlflow or wandb fails before the data is loaded
     meta = run_meta(config)
     resume = resume_from(out / "last.ckpt", meta) if args.resume else None  # read and checked before the data loads
     learn = make_learner(config)
@@ -95,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if config.tensorboard:
             say(f"learnloop: view the curves with: tensorboard --logdir {out / 'tb'}")
         for cb in tracking if is_main() else []:  # other ranks never connect
-            say(f"learnloop: MLflow run {cb.run_id}, artifacts in {cb.artifact_uri}; view it with: mlflow ui "
-                f"--backend-store-uri {cb.client.tracking_uri} (the UI is in the full `pip install mlflow`)")
+            say(tracking_line(cb))
     signum = finished_by or late.received
     if signum is not None:
         print(f"learnloop: {signal.Signals(signum).name} came after training had finished; the results above "
@@ -119,18 +121,32 @@ def resume_from(ckpt: Path, meta: dict[str, Any]):
     return Resume(ckpt, meta=meta)
 
 
-def mlflow_cbs(config: RunConfig) -> list:
-    """`--mlflow [URI]`: an `MLflowCallback` with the run's settings as params; none without the flag."""
-    if config.mlflow is None:
-        return []
-    from ..callbacks import MLflowCallback
+def tracking_cbs(config: RunConfig) -> list:
+    """`--mlflow [URI]` and `--wandb [PROJECT]`: an `MLflowCallback` and a `WandbCallback` with the run's settings as
+    params; none without the flags."""
+    from ..callbacks import MLflowCallback, WandbCallback
     from ..errors import SettingError
 
     hparams = {"dataset": config.dataset, "arch": config.arch, "sched": config.sched, "seed": config.seed}
-    try:
-        return [MLflowCallback(config.mlflow or None, hparams=hparams)]
-    except ImportError as e:  # a missing extra is the user's to fix: one line, like the other usage errors
-        raise SettingError(f"--mlflow: {e}") from e
+    makers = {"mlflow": lambda uri: MLflowCallback(uri, hparams=hparams),
+              "wandb": lambda project: WandbCallback(config=hparams, project=project)}
+    cbs = []
+    for flag, make in makers.items():
+        if getattr(config, flag) is None:
+            continue
+        try:
+            cbs.append(make(getattr(config, flag) or None))
+        except ImportError as e:  # a missing extra is the user's to fix: one line, like the other usage errors
+            raise SettingError(f"--{flag}: {e}") from e
+    return cbs
+
+
+def tracking_line(cb: Any) -> str:
+    """Where a tracker logged the run, and how to look at it."""
+    if cb.name == "wandb":
+        return f"learnloop: W&B run {cb.run_id} (offline runs: upload with `wandb sync wandb/offline-run-*`)"
+    return (f"learnloop: MLflow run {cb.run_id}, artifacts in {cb.artifact_uri}; view it with: mlflow ui "
+            f"--backend-store-uri {cb.client.tracking_uri} (the UI is in the full `pip install mlflow`)")
 
 
 def fit_with_schedule(learn, config: RunConfig, cbs: list, out: Path, meta: dict[str, Any] | None = None,
