@@ -317,8 +317,8 @@ def test_a_train_valid_pair_is_taken_as_the_two_loaders(make_dls, make_mlp, pair
     learn.fit(3)
     assert learn.history[-1]["valid_accuracy"] > 0.85
     assert Learner(make_mlp(), (dls.train, None), progress=False).dls.valid is None
-    with pytest.raises(ValueError, match=r"\(train_dl, valid_dl\), got 3 items"):
-        Learner(make_mlp(), (dls.train, dls.valid, dls.valid), progress=False)
+    batches = [next(iter(dls.train)), next(iter(dls.valid))]  # a list of two (xb, yb) batches is one loader
+    assert Learner(make_mlp(), batches, progress=False).dls.train is batches
 
 
 def test_lr_property_and_fit_lr(make_dls, make_mlp):
