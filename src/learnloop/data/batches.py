@@ -1,5 +1,5 @@
-"""Batches as the Learner takes them, `(xb, yb)`: dict batches (Hugging Face datasets, many torch datasets) split
-into input and target, and batches moved to a device."""
+"""Data as the Learner takes it: loaders (`as_dataloaders`), and batches as `(xb, yb)`: dict batches (Hugging Face
+datasets, many torch datasets) split into input and target, and batches moved to a device."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
+
+from .loader import DataLoaders
 
 TARGET_KEYS = ("label", "labels", "target", "targets", "y")  # what datasets call the target, most common first
 Keys = str | Sequence[str] | None
@@ -64,3 +66,19 @@ def to_device(batch: Any, device: Any) -> Any:
     if isinstance(batch, (tuple, list)):
         return [to_device(b, device) for b in batch]
     return batch
+
+
+def as_dataloaders(dls: Any) -> Any:
+    """What a Learner trains on: `dls` itself when it has `.train` (and `.valid`); a `(train_dl, valid_dl)` tuple or
+    list of two loaders (valid may be None) as DataLoaders; anything else (a loader, a list of batches) as the train
+    loader, with no validation."""
+    if hasattr(dls, "train"):
+        return dls
+    if isinstance(dls, (tuple, list)) and len(dls) == 2 and _is_loader(dls[0]) and (dls[1] is None or _is_loader(dls[1])):
+        return DataLoaders(*dls)
+    return DataLoaders(dls, None)
+
+
+def _is_loader(obj: Any) -> bool:
+    # a loader, not a batch: a (xb, yb) pair in a list of batches is a tuple of tensors
+    return hasattr(obj, "__iter__") and not isinstance(obj, (Tensor, tuple, list, Mapping, str))

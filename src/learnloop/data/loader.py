@@ -388,18 +388,3 @@ class DataLoaders:
     def __repr__(self) -> str:
         return f"DataLoaders(train={self.train!r}, valid={self.valid!r})"
 
-
-def as_dataloaders(dls: Any) -> Any:
-    """What a Learner trains on: `dls` itself when it has `.train` (and `.valid`); a `(train_dl, valid_dl)` tuple or
-    list of two loaders (valid may be None) as DataLoaders; anything else (a loader, a list of batches) as the train
-    loader, with no validation."""
-    if hasattr(dls, "train"):
-        return dls
-    if isinstance(dls, (tuple, list)) and len(dls) == 2 and _is_loader(dls[0]) and (dls[1] is None or _is_loader(dls[1])):
-        return DataLoaders(*dls)
-    return DataLoaders(dls, None)
-
-
-def _is_loader(obj: Any) -> bool:
-    # a loader, not a batch: a (xb, yb) pair in a list of batches is a tuple of tensors
-    return hasattr(obj, "__iter__") and not isinstance(obj, (Tensor, tuple, list, Mapping, str))
