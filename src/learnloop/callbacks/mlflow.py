@@ -11,7 +11,6 @@ in (MLflow's own default, `./mlruns`); `artifact_uri` says where a run's went.
 from __future__ import annotations
 
 import csv
-import numbers
 import os
 import tempfile
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 
 from ..errors import SettingError
-from .tracking import TrackerCallback, run_params
+from .tracking import TrackerCallback, is_number, run_params
 
 _MISSING = "MLflowCallback needs mlflow: pip install 'learnloop[mlflow]' (or mlflow-skinny, sqlalchemy and alembic)."
 
@@ -149,7 +148,7 @@ class MLflowCallback(TrackerCallback):
 
         values = [("batch_loss", loss, step) for step, loss in self.take_batch_losses()]
         for row in self.take_new_rows():
-            values += [(key, float(v), row["epoch"]) for key, v in row.items() if key != "epoch" and _is_number(v)]
+            values += [(key, float(v), row["epoch"]) for key, v in row.items() if key != "epoch" and is_number(v)]
         now = _now_ms()
         self.client.log_batch(self.run_id, metrics=[Metric(key, v, now, step) for key, v, step in values])
 
@@ -211,7 +210,3 @@ def _store_error(uri: str, e: Any) -> ValueError:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -4,6 +4,7 @@ batch losses, hands out the `learn.history` rows not logged yet, and keeps the r
 from __future__ import annotations
 
 import importlib.util
+import numbers
 from typing import Any
 
 import torch
@@ -16,15 +17,15 @@ from .logging import batch_size_of
 
 def run_params(learn: Any) -> dict[str, Any]:
     """What a fit is: lr (the peak under one-cycle), bs, n_epoch, optimizer and its hyper-parameters
-    (`opt.momentum`, ...), model, n_params, loss, metrics, schedule, callbacks."""
-    from .schedule import OneCycle, ParamScheduler, TorchScheduler
+    (`opt.momentum`, ...), model, n_params, loss, metrics, schedule (each scheduler with its `settings`), callbacks."""
+    from .schedule import ParamScheduler, TorchScheduler
 
     opt_hps = {f"opt.{name}": values[0] for name, values in learn.hps.items() if name != "lr"}
     scheds = [cb for cb in learn.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
-    one_cycle = [cb.lr_max for cb in scheds if isinstance(cb, OneCycle)]
+    peaks = [cb.settings["lr_max"] for cb in scheds if "lr_max" in cb.settings]
     model = unwrap(learn.model)
     return {
-        "lr": one_cycle[0] if one_cycle else learn.lr,  # the learner's lr is not what a one-cycle fit uses
+        "lr": peaks[0] if peaks else learn.lr,  # the learner's lr is not what a one-cycle fit uses
         "bs": batch_size_of(learn.dls),
         "n_epoch": learn.n_epoch,
         "optimizer": type(learn.opt).__name__,
@@ -33,15 +34,19 @@ def run_params(learn: Any) -> dict[str, Any]:
         "n_params": sum(p.numel() for p in model.parameters()),
         "loss_func": metric_name(learn.loss_func),
         "metrics": ", ".join(metric_name(m) for m in learn.metrics) or "none",
-        "schedule": ", ".join(_describe_sched(cb, OneCycle) for cb in scheds) or "none",
+        "schedule": ", ".join(_describe_sched(cb) for cb in scheds) or "none",
         "callbacks": ", ".join(type(cb).__name__ for cb in sorted(learn.cbs, key=lambda cb: cb.order)),
     }
 
 
-def _describe_sched(cb: Callback, one_cycle: type) -> str:
-    if isinstance(cb, one_cycle):
-        return f"OneCycle(lr_max={cb.lr_max:g}, pct_start={cb.pct_start:g})"
-    return type(cb).__name__
+def _describe_sched(cb: Callback) -> str:
+    settings = ", ".join(f"{k}={v:g}" if is_number(v) else f"{k}={v}" for k, v in cb.settings.items())
+    return f"{type(cb).__name__}({settings})"
+
+
+def is_number(value: Any) -> bool:
+    """A real number, not a bool: what trackers log as a metric."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class TrackerCallback(Callback):
