@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torchmetrics.classification import MulticlassF1Score
 
 torch.set_num_threads(1)  # two processes share two cores with everything else
 
@@ -95,8 +96,9 @@ def main(out: Path, crash: bool = False) -> None:
     model = simple_cnn(in_channels=1, n_classes=10, widths=(8, 16))
     count = CountBatches()
     loggers = [CSVLogger(out / "history.csv"), TensorBoardCallback(out / "tb")]
-    learn = Learner(model, dls, lr=0.3, metrics=[accuracy], cbs=[count, *loggers, *([CrashOnRank1()] if crash else [])],
-                    device="cpu")
+    f1 = MulticlassF1Score(num_classes=10)  # stateful: each rank updates on its shard, compute syncs the ranks
+    learn = Learner(model, dls, lr=0.3, metrics=[accuracy, f1],
+                    cbs=[count, *loggers, *([CrashOnRank1()] if crash else [])], device="cpu")
     learn.fit_one_cycle(2)
     learn.save(out / "model.pt")
     torch.save(learn.model.state_dict(), out / f"weights{r}_a.pt")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchmetrics.classification import MulticlassF1Score
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import TensorDataset
 
@@ -205,12 +206,15 @@ def test_valid_figures_are_equal_on_both_ranks_and_to_a_single_process_validate(
 
     _, valid_ds = datasets.digits(seed=0)
     model = simple_cnn(in_channels=1, n_classes=10, widths=(8, 16))
-    learn = Learner(model, DataLoaders(None, DataLoader(valid_ds, 32)), metrics=[accuracy], device="cpu")
+    learn = Learner(model, DataLoaders(None, DataLoader(valid_ds, 32)), metrics=[accuracy, MulticlassF1Score(10)],
+                    device="cpu")
     learn.load(ddp_run / "model.pt", with_opt=False)
     single = learn.validate()
     last = r0["history"][-1]
     assert last["valid_loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert last["valid_accuracy"] == pytest.approx(single["accuracy"], abs=1e-6)
+    # torchmetrics synced its state across the ranks in compute: the F1 of the whole valid set on each rank
+    assert last["valid_multiclass_f1_score"] == pytest.approx(single["multiclass_f1_score"], abs=1e-6)
     # validate() inside the fit ran on the sharded loader and gathered every rank's predictions
     assert r0["in_fit"]["n_preds"] == len(valid_ds) and r0["in_fit"]["loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert r0["in_fit"]["targets_sum"] == int(valid_ds.y.sum())

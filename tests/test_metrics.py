@@ -51,6 +51,7 @@ def test_torchmetrics_f1_is_the_epochs_f1_and_is_reset_every_epoch(make_dls, mak
     assert f1._update_count == n_valid_batches  # reset before each phase, not growing across epochs
     assert learn.history[-1]["valid_acc"] == pytest.approx(learn.history[-1]["valid_accuracy"], abs=1e-6)
     assert learn.history[-1]["valid_multiclass_f1_score"] > 0.8
+    assert all(type(v) is float for k, v in learn.history[-1].items() if k.startswith("valid_"))  # plain numbers
 
 
 def test_a_stateful_metric_that_fails_names_itself(make_dls, make_mlp):

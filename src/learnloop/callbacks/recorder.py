@@ -108,7 +108,8 @@ class Recorder(Callback):
         self.row["train_loss"] = means[0] if means else float("nan")
 
     def after_validate(self):
-        computed = iter([_scalar(m, _checked(m, "compute", m.compute)) for m in self._stateful])  # DDP: all ranks
+        # every rank computes (torchmetrics syncs the ranks' states in compute); one read per metric per phase
+        computed = iter([_scalar(m, _checked(m, "compute", m.compute)).item() for m in self._stateful])
         means = self._means()
         if not means:
             self.valid_results = {}
