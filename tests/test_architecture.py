@@ -80,7 +80,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_walker_sees_imports_inside_functions_and_relative_ones():
     graph = import_graph()
-    assert "learnloop.callbacks.schedule" in graph["learnloop.callbacks.mlflow"]  # inside MLflowCallback.run_params
+    assert "learnloop.callbacks.schedule" in graph["learnloop.callbacks.tracking"]  # inside tracking.run_params
     assert "learnloop.callbacks.core" in graph["learnloop.callbacks.schedule"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
