@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from ..errors import SettingError
 from .tracking import TrackerCallback, is_number, run_params
 

@@ -20,7 +20,7 @@ def run_params(learn: Any) -> dict[str, Any]:
     (`opt.momentum`, ...), model, n_params, loss, metrics, schedule (each scheduler with its `settings`), callbacks."""
     from .schedule import ParamScheduler, TorchScheduler
 
-    opt_hps = {f"opt.{name}": values[0] for name, values in learn.hps.items() if name != "lr"}
+    opt_hps = {f"opt.{name}": values[-1] for name, values in learn.hps.items() if name != "lr"}  # the head group
     scheds = [cb for cb in learn.cbs if isinstance(cb, (ParamScheduler, TorchScheduler))]
     peaks = [cb.settings["lr_max"] for cb in scheds if "lr_max" in cb.settings]
     model = unwrap(learn.model)
