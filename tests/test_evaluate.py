@@ -57,5 +57,5 @@ def test_label_folders_and_test_roots_and_unknown_classes(trained, photo_folder,
     shutil.copytree(photo_folder / "val", test_root / "test")
     assert evaluate(loaded, test_root)["accuracy"] == direct["accuracy"]
     shutil.copytree(photo_folder / "val" / "a", test_root / "test" / "zebra")
-    with pytest.raises(DataError, match=r"class zebra in the folder: the model does not know it \(it knows \['a', 'b', 'c'\]\)"):
+    with pytest.raises(DataError, match=r"class zebra in the folder: the model does not know it \(it knows \['a', 'b'"):
         evaluate(loaded, test_root)

@@ -63,7 +63,7 @@ def test_a_learnloop_module_exports_through_its_torch_view(tmp_path, digits_tens
 
 def test_export_wants_an_image_input(tmp_path, make_dls, make_mlp):
     learn = Learner(make_mlp(), make_dls(), progress=False)
-    learn.dls.train.dataset.tensors = (learn.dls.train.dataset.tensors[0].flatten(1), learn.dls.train.dataset.tensors[1])
-    learn.dls.valid.dataset.tensors = (learn.dls.valid.dataset.tensors[0].flatten(1), learn.dls.valid.dataset.tensors[1])
+    for dl in (learn.dls.train, learn.dls.valid):  # flat vectors of 64: not an image
+        dl.dataset.tensors = (dl.dataset.tensors[0].flatten(1), dl.dataset.tensors[1])
     with pytest.raises(SettingError, match="ONNX export takes image models"):
         export_onnx(learn, tmp_path / "mlp.onnx")

@@ -145,3 +145,21 @@ def test_build_arch_rebuilds_with_a_new_head():
     assert model[-1].out_features == 4 and learnloop.nn.arch_of(model)["kwargs"]["n_classes"] == 4
     with pytest.raises(ValueError, match="unknown architecture 'resnet9'"):
         build_arch({"name": "resnet9", "kwargs": {}})
+
+
+def test_predict_reads_photos_upright_as_their_exif_says(photo_learner, tmp_path):
+    upright = np.zeros((60, 90, 3), np.uint8)  # a bright left half, a dark ramp on the right: which way up shows
+    upright[:, :45] = 230
+    upright[:, 45:] = np.linspace(0, 80, 60, dtype=np.uint8)[:, None, None]
+    Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: a viewer rotates it back
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    learn = load_learner(photo_learner.export(tmp_path / "model.pt"))
+    load = learn.dls.pipeline.load
+    as_shown, as_stored = load(tmp_path / "upright.jpg").float(), load(tmp_path / "phone.jpg").float()
+    assert (as_shown - as_stored).abs().mean() < 6  # the same picture, give or take JPEG and resampling (3.9)
+    turned = load(Image.open(tmp_path / "upright.jpg").transpose(Image.Transpose.ROTATE_90)).float()
+    assert (as_shown - turned).abs().mean() > 30  # read as stored, it would be another picture
+    assert torch.allclose(learn.predict(tmp_path / "phone.jpg")[2], learn.predict(tmp_path / "upright.jpg")[2],
+                          atol=0.02)

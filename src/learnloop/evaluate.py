@@ -91,7 +91,8 @@ def write_report(learn: Any, report: dict[str, Any], out: str | os.PathLike, k: 
 def format_report(report: dict[str, Any]) -> str:
     """The lines `learnloop evaluate` prints: loss, accuracy, and a per-class table."""
     width = max(8, *(len(label) for label in report["classes"]))
-    lines = [f"{report['folder']}: {report['n']} images", f"loss {report['loss']:.4f}  accuracy {report['accuracy']:.4f}",
+    lines = [f"{report['folder']}: {report['n']} images",
+             f"loss {report['loss']:.4f}  accuracy {report['accuracy']:.4f}",
              "", f"{'class':<{width}}  precision  recall  count"]
     for label, c in report["classes"].items():
         p, r = ("-" if v is None else f"{v:.3f}" for v in (c["precision"], c["recall"]))

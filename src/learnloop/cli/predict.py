@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         writer = csv.writer(f) if f is not None else None
         if writer is not None:
-            writer.writerow(["path", "label", "prob", *(f"{k}{i}" for i in range(2, args.top + 1) for k in ("label", "prob"))])
+            more = [f"{k}{i}" for i in range(2, args.top + 1) for k in ("label", "prob")]
+            writer.writerow(["path", "label", "prob", *more])
         failed = 0
         for item, result in predict_items(learn, items, top=args.top, bs=args.bs, n_workers=args.workers):
             if isinstance(result, str):

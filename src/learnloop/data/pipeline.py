@@ -179,8 +179,9 @@ class ItemsDataset:
             if not self.skip_errors:
                 raise DataError(f"cannot read {_name(self.items[i])} ({type(e).__name__}: {e}); replace or delete "
                                 f"it, then run again.") from None
-            shape = (self.pipeline.channels, *self.pipeline.size) if self.pipeline.kind == "image" else self.pipeline.shape
-            dtype = torch.uint8 if self.pipeline.kind == "image" else getattr(torch, self.pipeline.dtype)
+            pipe = self.pipeline
+            shape = (pipe.channels, *pipe.size) if pipe.kind == "image" else pipe.shape
+            dtype = torch.uint8 if pipe.kind == "image" else getattr(torch, pipe.dtype)
             return torch.zeros(shape, dtype=dtype), -1
 
 
