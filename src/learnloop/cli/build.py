@@ -10,8 +10,9 @@ from ..errors import UserError
 from .config import RunConfig, is_folder
 
 
-def make_learner(config: RunConfig, **kwargs: Any):
-    """The Learner `config` describes: data, model, loss, optimizer and metrics (`kwargs` go to the Learner)."""
+def make_learner(config: RunConfig, start: dict[str, Any] | None = None, **kwargs: Any):
+    """The Learner `config` describes: data, model, loss, optimizer and metrics (`kwargs` go to the Learner);
+    `start`: the model file of the run `--from` names, whose architecture and body the model takes (`start.py`)."""
     import torch
 
     from ..data import DataLoaders
@@ -28,7 +29,12 @@ def make_learner(config: RunConfig, **kwargs: Any):
     train_ds = dls.train.ds
     xb, _ = train_ds[0]
     n_classes = len(train_ds.vocab) if hasattr(train_ds, "vocab") else int(train_ds.y.max()) + 1
-    model = make_model(config.arch, in_channels=xb.shape[0], n_classes=n_classes)
+    if start is not None:
+        from .start import model_from_run
+
+        model = model_from_run(start, n_classes)
+    else:
+        model = make_model(config.arch, in_channels=xb.shape[0], n_classes=n_classes, pretrained=config.pretrained)
     loss_func = functional.cross_entropy
     if config.label_smoothing:
         loss_func = partial(functional.cross_entropy, label_smoothing=config.label_smoothing)
@@ -68,11 +74,15 @@ def image_folder_loaders(config: RunConfig):
                             seed=config.seed)
 
 
-def make_model(arch: str, in_channels: int, n_classes: int):
-    """A model by name: `simple_cnn` (learnloop's from-scratch CNN), `bn_cnn` (conv-BN-ReLU) or `image_cnn`
-    (a wider, deeper conv-BN-ReLU with max pools, for colour photos)."""
+def make_model(arch: str, in_channels: int, n_classes: int, pretrained: bool = False):
+    """A model by name: `simple_cnn` (learnloop's from-scratch CNN), `bn_cnn` (conv-BN-ReLU), `image_cnn` (a wider,
+    deeper conv-BN-ReLU with max pools, for colour photos), else a torchvision/timm model (`nn.hub`), with their
+    published weights when `pretrained`."""
     from .. import nn
+    from .config import ARCHS
 
+    if arch not in ARCHS:
+        return nn.hub_model(arch, n_classes, in_channels, pretrained)
     if arch == "simple_cnn":
         return nn.simple_cnn(in_channels=in_channels, n_classes=n_classes, widths=(16, 32, 64))
     if arch == "image_cnn":

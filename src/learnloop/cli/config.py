@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import CheckpointError, UserError
 
-ARCHS = ("simple_cnn", "bn_cnn", "image_cnn")
+ARCHS = ("simple_cnn", "bn_cnn", "image_cnn")  # learnloop's own; --arch also takes torchvision/timm names
 SCHEDULES = ("onecycle", "step", "cos", "none")  # callbacks.schedule.SCHEDULES, without importing torch
 OPTIMIZERS = ("sgd", "adamw")
 BUILT_IN = ("digits", "mnist")  # datasets by name; anything else is an image folder
@@ -32,7 +32,10 @@ class RunConfig:
     size: int = 64  # image folders: the side images are resized to
     augment: bool = False  # image folders: random resized crop, flip and colour jitter while training
     flip: bool = True  # image folders, with augment: horizontal flips
-    arch: str = "simple_cnn"  # one of ARCHS
+    arch: str = "simple_cnn"  # one of ARCHS, or a torchvision/timm model name (nn.hub)
+    pretrained: bool = False  # a torchvision/timm arch with its published weights, trained with fine_tune
+    start_from: str | None = None  # --from: an earlier run (its folder or model.pt) whose body this run fine-tunes
+    freeze_epochs: int = 1  # with start_from or pretrained: the first epochs train the new head alone
     # the training
     epochs: int = 5
     lr: float = 0.5  # the peak lr under onecycle

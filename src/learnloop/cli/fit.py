@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import SettingError
 from ..signals import FitInterrupted, SignalLatch
 from .build import make_learner
-from .config import BUILT_IN, SCHEDULES, RunConfig, data_key, resolve
+from .config import BUILT_IN, SCHEDULES, RunConfig, data_key, given_settings, resolve
 from .flags import add_run_flags, flag_number
 from .output import quiet
 from .runs import prepare_out
+from .start import check_arch, start_from
 from .startup import START, started
 
 NAME = "fit"
@@ -52,6 +54,11 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub.add_argument("--wandb", nargs="?", const="", metavar="PROJECT",
                      help="log the run to Weights & Biases, in PROJECT (else $WANDB_PROJECT); WANDB_MODE=offline "
                      "writes it under ./wandb with no network")
+    sub.add_argument("--from", dest="start_from", metavar="RUN", help="start from an earlier run (its folder or "
+                     "model.pt): the same architecture, its body's weights, a new head for DATA's classes; trained "
+                     "with fine_tune (--lr is its base lr; --sched does not apply)")
+    sub.add_argument("--freeze-epochs", type=flag_number(int, 0), metavar="N", help="with --from or --pretrained: "
+                     "the first N of the --epochs train the new head alone (default 1)")
     return sub
 
 
@@ -67,18 +74,30 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import check_device, is_main
 
     check_device(config.device)
+    start = None
+    if config.start_from:  # read and checked before the data loads, as a resume's checkpoint
+        config, start = start_from(config, arch_given="arch" in given_settings(args))
+    else:
+        check_arch(config)
+    tuning = start is not None or config.pretrained
+    if tuning and config.freeze_epochs >= config.epochs:
+        raise SettingError(f"--freeze-epochs {config.freeze_epochs} leaves none of the {config.epochs} epochs to "
+                           f"train the whole network: pass more --epochs, or fewer --freeze-epochs.")
     prepare_out(out, resume=args.resume, overwrite=args.overwrite)
     tracking = tracking_cbs(config)  # a missing mlflow or wandb fails before the data is loaded
     meta = run_meta(config)
     resume = resume_from(out / "last.ckpt", meta) if args.resume else None  # read and checked before the data loads
-    learn = make_learner(config)
+    learn = make_learner(config, start)
     started()
     if is_main():
         config.save(saved)
     learn.progress.every = config.log_every
     say = print if is_main() else quiet  # under torchrun, rank 0 alone reports
-    say(f"learnloop: training {config.arch} on {config.dataset} for {config.epochs} epochs "
-        f"(bs {config.bs}, lr {config.lr:g}, {config.sched} schedule, device {learn.device})", flush=True)
+    how = (f"fine-tuning {config.arch} from {start['path'] if start else 'its published weights'} on "
+           f"{config.dataset} for {config.epochs} epochs, {config.freeze_epochs} frozen (bs {config.bs}, base lr "
+           f"{config.lr:g}" if tuning else f"training {config.arch} on {config.dataset} for {config.epochs} epochs "
+           f"(bs {config.bs}, lr {config.lr:g}, {config.sched} schedule")
+    say(f"learnloop: {how}, device {learn.device})", flush=True)
     if resume is not None:
         epoch, it = resume.position
         say(f"learnloop: resuming {resume.path} at epoch {epoch}, batch {it}/{len(learn.dls.train)}", flush=True)
@@ -111,6 +130,8 @@ def run_meta(config: RunConfig) -> dict[str, Any]:
     """What the checkpoint records for a resume to check, config.json or not: data, model, batch size, seed (and
     image size)."""
     meta = {"dataset": data_key(config.dataset), "arch": config.arch, "bs": config.bs, "seed": config.seed}
+    if config.start_from or config.pretrained:  # another start, another schedule: another run
+        meta.update(start_from=config.start_from or "pretrained", freeze_epochs=config.freeze_epochs)
     return meta if config.dataset in BUILT_IN else {**meta, "size": config.size}
 
 
@@ -158,6 +179,12 @@ def fit_with_schedule(learn, config: RunConfig, cbs: list, out: Path, meta: dict
     from ..callbacks.schedule import schedule_cbs
 
     ckpt = Checkpoint(out / "last.ckpt", every_n_batches=config.ckpt_every, meta=meta)
-    cbs = [*cbs, *schedule_cbs(config.sched, config.lr, config.epochs), ckpt, *([resume] if resume else []),
+    tuning = config.start_from or config.pretrained
+    cbs = [*cbs, *([] if tuning else schedule_cbs(config.sched, config.lr, config.epochs)), ckpt,
+           *([resume] if resume else []),
            FirstBatchClock(START, "learnloop: first batch {:.2f} s after start (imports, data, model, loggers)")]
-    learn.fit(config.epochs, lr=config.lr, cbs=cbs)
+    if tuning:  # fastai's fine_tune: the new head alone, then everything at discriminative lrs
+        learn.fine_tune(config.epochs - config.freeze_epochs, base_lr=config.lr, freeze_epochs=config.freeze_epochs,
+                        cbs=cbs)
+    else:
+        learn.fit(config.epochs, lr=config.lr, cbs=cbs)

@@ -46,8 +46,11 @@ def add_run_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("dataset", metavar="DATA", help="digits | mnist | PATH to an image folder")
     sub.add_argument("--data", metavar="FILE", help="the mnist .npz (default: $LEARNLOOP_DATA/mnist.npz, "
                      "else ~/.cache/learnloop/mnist.npz)")
-    sub.add_argument("--arch", choices=ARCHS,
-                     help="model (default per dataset: digits simple_cnn, mnist bn_cnn, image folders image_cnn)")
+    sub.add_argument("--arch", metavar="NAME", help=f"model: {' | '.join(ARCHS)}, or a torchvision/timm model "
+                     "(resnet18, efficientnet_b0, ...) when those are installed (default per dataset: digits "
+                     "simple_cnn, mnist bn_cnn, image folders image_cnn)")
+    sub.add_argument("--pretrained", action="store_true", default=None, help="a torchvision/timm --arch with its "
+                     "published weights (downloaded once into their cache), trained with fine_tune as --from is")
     sub.add_argument("--bs", type=flag_number(int, 1), help="batch size (default per dataset)")
     sub.add_argument("--size", type=flag_number(int, 1), help="image size for image folders (default 64)")
     sub.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
