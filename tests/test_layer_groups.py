@@ -282,3 +282,16 @@ def test_load_body_copies_all_but_the_head_and_names_a_body_that_does_not_fit(ma
     load_body(net, ResNetShaped(10).state_dict())  # torchvision's layout: everything but fc
     with pytest.raises(ValueError, match="don't fit this model's body: 0.weight has shape"):
         load_body(bn_cnn(3, 5), trained.model.state_dict())
+
+
+def test_resuming_a_checkpoint_of_another_number_of_param_groups_is_named(make_dls, make_mlp, tmp_path):
+    from learnloop.errors import CheckpointError
+
+    path = tmp_path / "one_group.ckpt"
+    single = lambda m: [list(m.parameters())]  # noqa: E731  (as learners were before layer groups)
+    learner(make_dls, make_mlp(), splitter=single).fit(1, cbs=[Checkpoint(path)])
+    with pytest.raises(CheckpointError, match="1 param group.*has 2 .*splitter"):
+        learner(make_dls, make_mlp()).fit(2, resume=path)
+    resumed = learner(make_dls, make_mlp(), splitter=single)
+    resumed.fit(2, resume=path)
+    assert [row["epoch"] for row in resumed.history] == [0, 1]

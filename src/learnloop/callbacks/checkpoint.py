@@ -287,6 +287,11 @@ def restore_training_state(learn: Any, state: dict, path: Path | str = "checkpoi
         warnings.warn(f"{path} comes from a fit of {state['n_epoch']} epochs, this one has {learn.n_epoch}: "
                       f"schedules that depend on the length of the fit will differ from the original run.")
     _check_weights(learn, state, path)
+    saved, mine = len(state["opt"].get("param_groups", [])), len(learn.opt.param_groups)
+    if saved != mine:  # e.g. written before layer groups (one group), resumed by a learner with body and head
+        raise CheckpointError(f"{path} holds an optimizer of {saved} param group(s), this learner's has {mine} (one "
+                              f"per layer group): resume with the splitter that wrote it, e.g. Learner(..., splitter="
+                              f"lambda m: [list(m.parameters())]) for a single group.")
     missing = sorted(set(state["cbs"]) - set(_cb_keys(learn)))
     if missing:
         warnings.warn(f"{path} holds the state of callbacks this learner lacks: {missing}; it is ignored.")
