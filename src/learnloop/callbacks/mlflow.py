@@ -48,11 +48,6 @@ class MLflowCallback(TrackerCallback):
         self.hparams = dict(hparams or {})
         self.client: Any = None
 
-    @property
-    def name(self) -> str:
-        """`learn.mlflow`, and the key of its state in a checkpoint."""
-        return "mlflow"
-
     # -- events ------------------------------------------------------------------------------
     def before_fit(self):
         super().before_fit()

@@ -63,8 +63,13 @@ class TrackerCallback(Callback):
             raise ValueError(f"log_every_n_batches must be a positive int or None, got {log_every_n_batches!r}.")
         if importlib.util.find_spec(package) is None:
             raise ImportError(missing)
-        self.log_every_n_batches = log_every_n_batches
+        self.log_every_n_batches, self.package = log_every_n_batches, package
         self.run_id: str | None = None  # the run this fit logs to; saved in checkpoints by `state_dict`
+
+    @property
+    def name(self) -> str:
+        """The tracker's package name (`learn.mlflow`, `learn.wandb`): its attribute and its checkpoint state's key."""
+        return self.package
 
     def before_fit(self):
         self.run_id, self._batch_losses, self.n_logged = None, [], 0

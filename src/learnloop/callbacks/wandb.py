@@ -31,11 +31,6 @@ class WandbCallback(TrackerCallback):
         self.config, self.init_kwargs = dict(config or {}), init_kwargs
         self.run: Any = None
 
-    @property
-    def name(self) -> str:
-        """`learn.wandb`, and the key of its state in a checkpoint."""
-        return "wandb"
-
     # -- events ------------------------------------------------------------------------------
     def before_fit(self):
         super().before_fit()
